@@ -1,0 +1,2 @@
+// Package vsphere implements reconcile.Provider on VMware vCenter with govmomi.
+package vsphere

@@ -1,0 +1,81 @@
+package reconcile
+
+import (
+	"errors"
+	"time"
+)
+
+// The kind of an error decides how a sync reacts to it (STYLE.md 7). Errors
+// are classified in one place, Classify, with errors.As.
+
+// TransientError is a failure that may go away by itself (throttling, a 5xx, a
+// dropped connection): the work is retried with backoff.
+type TransientError struct{ Err error }
+
+func (e *TransientError) Error() string { return e.Err.Error() }
+func (e *TransientError) Unwrap() error { return e.Err }
+
+// Transient marks err as transient. It returns nil for a nil err.
+func Transient(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &TransientError{Err: err}
+}
+
+// StalledError is a failure that only a new commit can fix (a bad spec, a
+// reference to something that does not exist): the cluster waits for one.
+type StalledError struct{ Err error }
+
+func (e *StalledError) Error() string { return e.Err.Error() }
+func (e *StalledError) Unwrap() error { return e.Err }
+
+// Stalled marks err as needing a change of the fleet repo. It returns nil for a nil err.
+func Stalled(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &StalledError{Err: err}
+}
+
+// WaitError says the work is in progress elsewhere (a machine booting, a node
+// draining): the sync asks to run again after After.
+type WaitError struct {
+	Reason string
+	After  time.Duration
+}
+
+func (e *WaitError) Error() string { return "waiting: " + e.Reason }
+
+// Reaction is what a sync does about an error.
+type Reaction int
+
+// Reactions, from the least to the most severe.
+const (
+	ReactNone    Reaction = iota // no error
+	ReactRequeue                 // check again soon; nothing failed
+	ReactRetry                   // retry with backoff
+	ReactStall                   // wait for a new commit
+	ReactFail                    // unknown failure: report it and retry at the poll interval
+)
+
+// Classify returns the reaction to err.
+func Classify(err error) Reaction {
+	var (
+		wait    *WaitError
+		trans   *TransientError
+		stalled *StalledError
+	)
+	switch {
+	case err == nil:
+		return ReactNone
+	case errors.As(err, &stalled):
+		return ReactStall
+	case errors.As(err, &trans):
+		return ReactRetry
+	case errors.As(err, &wait):
+		return ReactRequeue
+	default:
+		return ReactFail
+	}
+}
