@@ -1,0 +1,360 @@
+package schema
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"reflect"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// FleetFile is the path of the fleet-wide settings in a fleet repo.
+const FleetFile = "fleet.yaml"
+
+// ClustersDir holds one folder per team with one file per cluster.
+const ClustersDir = "clusters"
+
+// file is one fleet repo file on its way through the loader.
+type file struct {
+	path  string
+	team  string // the folder under clusters/, for cluster files
+	doc   *document
+	diags Diagnostics
+	fleet *FleetSpec
+	spec  *ClusterSpec
+}
+
+func (f *file) errorf(p position, field, check, format string, args ...any) {
+	f.diags = append(f.diags, Diagnostic{Severity: SeverityError, Path: f.path, Line: p.line, Column: p.col,
+		Field: field, Check: check, Message: fmt.Sprintf(format, args...)})
+}
+
+func (f *file) warnf(p position, field, check, format string, args ...any) {
+	f.diags = append(f.diags, Diagnostic{Severity: SeverityWarning, Path: f.path, Line: p.line, Column: p.col,
+		Field: field, Check: check, Message: fmt.Sprintf(format, args...)})
+}
+
+// at returns the position of the value at tokens and its field path.
+func (f *file) at(tokens ...string) (position, string) {
+	return f.doc.valuePos(tokens...), f.doc.fieldPath(tokens)
+}
+
+// Load reads a fleet repo: fleet.yaml and clusters/<team>/*.yaml|yml. It
+// reports every problem at once, sorted by file and line. It returns a nil
+// Fleet when fleet.yaml itself is missing or invalid (nothing can be planned);
+// otherwise the Fleet holds every cluster that loaded, and each cluster file
+// that did not is listed in Rejected with its diagnostics. Load never follows
+// symbolic links and reads at most 1 MiB per file, so it is safe on untrusted
+// trees; fsys may be a directory or a git commit's tree.
+func Load(fsys fs.FS) (*Fleet, Diagnostics) {
+	l := &loader{fsys: fsys}
+	files := l.discover()
+	l.parseAll(files)
+
+	var fleetF *file
+	clusters := make([]*file, 0, len(files))
+	for _, f := range files {
+		if f.path == FleetFile {
+			fleetF = f
+		} else {
+			clusters = append(clusters, f)
+		}
+	}
+	var fleet *Fleet
+	if fleetF != nil && fleetF.fleet != nil {
+		fc := newFleetChecker(fleetF)
+		fc.check()
+		if !fleetF.diags.HasErrors() {
+			fleet = &Fleet{Spec: *fleetF.fleet}
+			l.checkClusters(fc, fleet, clusters)
+			fc.checkPrices(fleet)
+		}
+	}
+	for _, f := range files {
+		l.diags = append(l.diags, f.diags...)
+	}
+	if fleet != nil {
+		for _, f := range clusters {
+			if f.diags.HasErrors() {
+				r := RejectedFile{Path: f.path, Diagnostics: f.diags}
+				if f.spec != nil {
+					r.Name, r.Team = f.spec.Name, f.spec.Team
+				}
+				fleet.Rejected = append(fleet.Rejected, r)
+			}
+		}
+		for i := range fleet.Rejected {
+			fleet.Rejected[i].Diagnostics.Sort()
+		}
+	}
+	l.diags.Sort()
+	return fleet, l.diags
+}
+
+type loader struct {
+	fsys  fs.FS
+	diags Diagnostics
+}
+
+func (l *loader) fileError(p, check, format string, args ...any) {
+	l.diags = append(l.diags, Diagnostic{Severity: SeverityError, Path: p, Check: check, Message: fmt.Sprintf(format, args...)})
+}
+
+// discover lists the files to load, reporting anything in the layout that is
+// not a fleet file. It looks at directory entries only, so symbolic links are
+// seen as links and never followed.
+func (l *loader) discover() []*file {
+	var files []*file
+	root, err := fs.ReadDir(l.fsys, ".")
+	if err != nil {
+		l.fileError(".", "layout", "cannot read the fleet repo: %v", err)
+		return nil
+	}
+	byName := map[string]fs.DirEntry{}
+	for _, e := range root {
+		byName[e.Name()] = e
+	}
+	switch e, ok := byName[FleetFile]; {
+	case !ok:
+		hint := ""
+		if _, yml := byName["fleet.yml"]; yml {
+			hint = "; rename fleet.yml to fleet.yaml"
+		}
+		l.fileError(FleetFile, "layout", "fleet.yaml not found: a fleet repo has its fleet-wide settings in fleet.yaml at its root%s", hint)
+	case l.acceptFile(FleetFile, e):
+		files = append(files, &file{path: FleetFile})
+	}
+	e, ok := byName[ClustersDir]
+	if !ok {
+		return files
+	}
+	if !e.IsDir() {
+		l.fileError(ClustersDir, "layout", "%s must be a folder with one folder per team, not a %s", ClustersDir, kindOf(e))
+		return files
+	}
+	teams, err := fs.ReadDir(l.fsys, ClustersDir)
+	if err != nil {
+		l.fileError(ClustersDir, "layout", "cannot read: %v", err)
+		return files
+	}
+	for _, t := range teams {
+		tp := path.Join(ClustersDir, t.Name())
+		if !t.IsDir() {
+			if t.Type()&fs.ModeSymlink != 0 {
+				l.fileError(tp, "symlink", "symbolic links are not followed: replace the link with the folder itself")
+			} else {
+				l.fileError(tp, "layout", "cluster files go in a folder per team, clusters/<team>/<cluster>.yaml: move this file into its team's folder")
+			}
+			continue
+		}
+		entries, err := fs.ReadDir(l.fsys, tp)
+		if err != nil {
+			l.fileError(tp, "layout", "cannot read: %v", err)
+			continue
+		}
+		for _, e := range entries {
+			p := path.Join(tp, e.Name())
+			switch {
+			case e.IsDir():
+				l.fileError(p, "layout", "nested folders are not read: cluster files go directly in clusters/<team>/")
+			case !isYAMLName(e.Name()):
+				if e.Type()&fs.ModeSymlink != 0 {
+					l.fileError(p, "symlink", "symbolic links are not followed: replace the link with the file itself")
+				} else {
+					l.fileError(p, "layout", "not a cluster file: only .yaml and .yml files belong under clusters/")
+				}
+			case l.acceptFile(p, e):
+				files = append(files, &file{path: p, team: t.Name()})
+			}
+		}
+	}
+	return files
+}
+
+func isYAMLName(name string) bool {
+	ext := path.Ext(name)
+	return (ext == ".yaml" || ext == ".yml") && len(name) > len(ext)
+}
+
+func kindOf(e fs.DirEntry) string {
+	switch {
+	case e.Type()&fs.ModeSymlink != 0:
+		return "symbolic link"
+	case e.IsDir():
+		return "folder"
+	default:
+		return "file"
+	}
+}
+
+// acceptFile reports whether the entry is a regular file of at most 1 MiB.
+func (l *loader) acceptFile(p string, e fs.DirEntry) bool {
+	switch {
+	case e.Type()&fs.ModeSymlink != 0:
+		l.fileError(p, "symlink", "symbolic links are not followed: replace the link with the file itself")
+		return false
+	case !e.Type().IsRegular():
+		l.fileError(p, "layout", "not a regular file (a %s)", kindOf(e))
+		return false
+	}
+	if info, err := e.Info(); err == nil && info.Size() > maxFileSize {
+		l.fileError(p, "size", "the file is %d bytes: fleet files may be at most 1 MiB", info.Size())
+		return false
+	}
+	return true
+}
+
+// parseAll reads, parses, validates and decodes every file, in parallel.
+func (l *loader) parseAll(files []*file) {
+	work := make(chan *file)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), max(len(files), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range work {
+				l.parseFile(f)
+			}
+		}()
+	}
+	for _, f := range files {
+		work <- f
+	}
+	close(work)
+	wg.Wait()
+}
+
+func (l *loader) parseFile(f *file) {
+	data, err := readBounded(l.fsys, f.path)
+	if err != nil {
+		f.diags = append(f.diags, Diagnostic{Severity: SeverityError, Path: f.path, Check: "size", Message: err.Error()})
+		return
+	}
+	doc, perr := parseDocument(f.path, data)
+	if perr != nil {
+		f.errorf(perr.pos, perr.field, perr.check, "%s", perr.msg)
+		return
+	}
+	f.doc = doc
+	want := KindCluster
+	var target any = &ClusterSpec{}
+	if f.path == FleetFile {
+		want, target = KindFleet, &FleetSpec{}
+	}
+	if !f.checkKind(want) {
+		return
+	}
+	if ds := validateSchema(doc, want, reflect.TypeOf(target).Elem()); len(ds) > 0 {
+		f.diags = append(f.diags, ds...)
+		// A cluster file that fails the schema is still decoded leniently, so
+		// the name and team it declares can be reported.
+		if want == KindCluster {
+			var partial struct {
+				Name any `json:"name"`
+				Team any `json:"team"`
+			}
+			if raw, err := json.Marshal(doc.root); err == nil && json.Unmarshal(raw, &partial) == nil {
+				name, _ := partial.Name.(string)
+				team, _ := partial.Team.(string)
+				f.spec = &ClusterSpec{Name: name, Team: team}
+			}
+		}
+		return
+	}
+	raw, err := json.Marshal(doc.root)
+	if err == nil {
+		err = json.Unmarshal(raw, target)
+	}
+	if err != nil {
+		// The schema admits only what the Go types hold; this is a bug.
+		f.errorf(position{1, 1}, "", "schema", "cannot decode: %v", err)
+		return
+	}
+	switch t := target.(type) {
+	case *FleetSpec:
+		f.fleet = t
+	case *ClusterSpec:
+		f.spec = t
+	}
+}
+
+// checkKind checks apiVersion and kind before the schema, so a file of the
+// wrong kind gets one clear message instead of a list of unknown fields.
+func (f *file) checkKind(want string) bool {
+	m, ok := f.doc.root.(map[string]any)
+	if !ok {
+		p := f.doc.valuePos()
+		f.errorf(p, "", "schema", "expected a mapping with apiVersion: %s and kind: %s", APIVersion, want)
+		return false
+	}
+	if k, ok := m["kind"].(string); ok && k != want && (k == KindFleet || k == KindCluster) {
+		p, field := f.at("kind")
+		where := "clusters/<team>/"
+		if k == KindFleet {
+			where = "fleet.yaml at the repo root"
+		}
+		f.errorf(p, field, "schema", "kind %s belongs in %s; this file must be of kind %s", k, where, want)
+		return false
+	}
+	return true
+}
+
+func readBounded(fsys fs.FS, p string) ([]byte, error) {
+	fh, err := fsys.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read: %w", unwrapPathError(err))
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read: %w", unwrapPathError(err))
+	}
+	if len(data) > maxFileSize {
+		return nil, fmt.Errorf("the file is larger than 1 MiB: fleet files may be at most 1 MiB")
+	}
+	return data, nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// namesOf lists the keys of a map, sorted, for messages.
+func namesOf[V any](m map[string]V) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ", ")
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func suggestion(name string, m map[string]position) string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	if s := suggest(name, names); s != "" {
+		return fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	return ""
+}

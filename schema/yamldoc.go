@@ -1,0 +1,391 @@
+package schema
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// Limits on what one file may make the loader do. They keep a hostile file
+// (an alias bomb, absurd nesting) from costing more than a large honest one.
+const (
+	maxFileSize = 1 << 20 // bytes
+	maxDepth    = 64      // nesting of mappings and sequences
+	// aliasAllowance is how many values alias expansion may add beyond the
+	// values written out in the file.
+	aliasAllowance = 10000
+)
+
+// position is a 1-based line and column in a file.
+type position struct{ line, col int }
+
+// document is one parsed YAML file: its value as JSON-compatible Go values
+// (map[string]any, []any, string, int64, float64, bool, nil) and where each
+// value and each mapping key came from.
+type document struct {
+	path string
+	root any
+	// vals and keys map a JSON pointer (tokens joined by ptrSep) to the
+	// position of the value and of the mapping key that holds it.
+	vals map[string]position
+	keys map[string]position
+}
+
+const ptrSep = "\x00"
+
+func ptrKey(tokens []string) string { return strings.Join(tokens, ptrSep) }
+
+// valuePos returns the position of the value at tokens, or of its nearest
+// ancestor that has one.
+func (d *document) valuePos(tokens ...string) position {
+	for i := len(tokens); i >= 0; i-- {
+		if p, ok := d.vals[ptrKey(tokens[:i])]; ok {
+			return p
+		}
+	}
+	return position{1, 1}
+}
+
+// keyPos returns the position of the mapping key that holds the value at
+// tokens; for array elements and the root it is the value's position.
+func (d *document) keyPos(tokens ...string) position {
+	if p, ok := d.keys[ptrKey(tokens)]; ok {
+		return p
+	}
+	return d.valuePos(tokens...)
+}
+
+// fieldPath renders tokens as a field path such as pools[1].replicas or
+// labels["app.kubernetes.io/name"], using the document's values to tell
+// array indexes from mapping keys.
+func (d *document) fieldPath(tokens []string) string {
+	var b strings.Builder
+	v := d.root
+	for _, tok := range tokens {
+		switch cur := v.(type) {
+		case []any:
+			b.WriteString("[" + tok + "]")
+			if i, err := strconv.Atoi(tok); err == nil && i >= 0 && i < len(cur) {
+				v = cur[i]
+			} else {
+				v = nil
+			}
+		default:
+			if isIdent(tok) {
+				if b.Len() > 0 {
+					b.WriteByte('.')
+				}
+				b.WriteString(tok)
+			} else {
+				b.WriteString("[" + strconv.Quote(tok) + "]")
+			}
+			if m, ok := cur.(map[string]any); ok {
+				v = m[tok]
+			} else {
+				v = nil
+			}
+		}
+	}
+	return b.String()
+}
+
+func isIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z'):
+		case r >= '0' && r <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// parseError is a problem found while parsing a file, before any schema applies.
+type parseError struct {
+	pos   position
+	field string
+	check string
+	msg   string
+}
+
+func (e *parseError) Error() string { return e.msg }
+
+// parseDocument parses one YAML file that must hold exactly one document.
+func parseDocument(path string, data []byte) (*document, *parseError) {
+	if !utf8.Valid(data) {
+		return nil, invalidUTF8(data)
+	}
+	if strings.TrimSpace(stripComments(data)) == "" {
+		return nil, &parseError{pos: position{1, 1}, check: "yaml", msg: "the file is empty: expected one YAML document"}
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	var root yaml.Node
+	if err := dec.Decode(&root); err != nil {
+		return nil, yamlSyntaxError(err, data)
+	}
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case err == nil:
+		line := extra.Line
+		if extra.Kind == yaml.DocumentNode && len(extra.Content) > 0 {
+			line = extra.Content[0].Line
+		}
+		return nil, &parseError{pos: position{docStartLine(data, line), 1}, check: "yaml",
+			msg: "a second YAML document: a fleet file holds exactly one document; remove the '---' and what follows or move it to a file of its own"}
+	case err.Error() != "EOF":
+		return nil, yamlSyntaxError(err, data)
+	}
+	doc := &document{path: path, vals: map[string]position{}, keys: map[string]position{}}
+	c := converter{doc: doc, budget: countNodes(&root, 0) + aliasAllowance}
+	v, perr := c.value(&root, nil, 0)
+	if perr != nil {
+		return nil, perr
+	}
+	doc.root = v
+	return doc, nil
+}
+
+// docStartLine finds the '---' line that starts the document whose content
+// begins at line, so the error points at the separator a person typed.
+func docStartLine(data []byte, line int) int {
+	lines := strings.Split(string(data), "\n")
+	for i := min(line, len(lines)) - 1; i >= 0; i-- {
+		if strings.HasPrefix(lines[i], "---") {
+			return i + 1
+		}
+	}
+	return line
+}
+
+func stripComments(data []byte) string {
+	var b strings.Builder
+	for _, l := range strings.Split(string(data), "\n") {
+		t := strings.TrimSpace(l)
+		if t == "" || strings.HasPrefix(t, "#") || t == "---" || t == "..." {
+			continue
+		}
+		b.WriteString(t)
+	}
+	return b.String()
+}
+
+func invalidUTF8(data []byte) *parseError {
+	line, col := 1, 1
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size <= 1 {
+			break
+		}
+		if r == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+		i += size
+	}
+	return &parseError{pos: position{line, col}, check: "encoding", msg: "invalid UTF-8: fleet files must be UTF-8 text"}
+}
+
+// yamlSyntaxError turns the parser's message ("yaml: line 4: found character
+// that cannot start any token") into a located diagnostic.
+func yamlSyntaxError(err error, data []byte) *parseError {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if i := strings.Index(rest, ":"); i > 0 {
+			if n, err := strconv.Atoi(rest[:i]); err == nil {
+				line, msg = n, strings.TrimSpace(rest[i+1:])
+			}
+		}
+	}
+	col := 1
+	lines := strings.Split(string(data), "\n")
+	if line == 0 {
+		line = 1
+	}
+	if line <= len(lines) {
+		l := lines[line-1]
+		if i := strings.IndexByte(l, '\t'); i >= 0 && strings.TrimLeft(l[:i], " ") == "" {
+			return &parseError{pos: position{line, i + 1}, check: "yaml",
+				msg: "YAML syntax error: a tab indents this line; YAML allows only spaces for indentation"}
+		}
+		col = len(l) - len(strings.TrimLeft(l, " ")) + 1
+	}
+	return &parseError{pos: position{line, col}, check: "yaml", msg: "YAML syntax error: " + msg}
+}
+
+func countNodes(n *yaml.Node, depth int) int {
+	if n == nil || depth > maxDepth+2 {
+		return 0
+	}
+	c := 1
+	for _, ch := range n.Content {
+		c += countNodes(ch, depth+1)
+	}
+	return c
+}
+
+// converter turns a yaml.Node tree into JSON-compatible values, recording
+// positions, refusing duplicate keys and bounding alias expansion.
+type converter struct {
+	doc    *document
+	budget int
+}
+
+func (c *converter) fail(n *yaml.Node, tokens []string, check, format string, args ...any) *parseError {
+	return &parseError{pos: position{n.Line, n.Column}, field: c.doc.fieldPathPartial(tokens), check: check, msg: fmt.Sprintf(format, args...)}
+}
+
+// fieldPathPartial renders tokens while the document is still being built: it
+// cannot look at values, so numeric tokens are taken as indexes.
+func (d *document) fieldPathPartial(tokens []string) string {
+	var b strings.Builder
+	for _, tok := range tokens {
+		if _, err := strconv.Atoi(tok); err == nil {
+			b.WriteString("[" + tok + "]")
+			continue
+		}
+		if isIdent(tok) {
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(tok)
+		} else {
+			b.WriteString("[" + strconv.Quote(tok) + "]")
+		}
+	}
+	return b.String()
+}
+
+func (c *converter) value(n *yaml.Node, tokens []string, depth int) (any, *parseError) {
+	c.budget--
+	if c.budget < 0 {
+		return nil, c.fail(n, tokens, "yaml", "aliases expand to too many values (more than %d beyond the file's own): refusing a possible alias bomb", aliasAllowance)
+	}
+	if depth > maxDepth {
+		return nil, c.fail(n, tokens, "yaml", "values nest deeper than %d levels", maxDepth)
+	}
+	key := ptrKey(tokens)
+	if _, seen := c.doc.vals[key]; !seen {
+		c.doc.vals[key] = position{n.Line, n.Column}
+	}
+	switch n.Kind {
+	case yaml.DocumentNode:
+		if len(n.Content) == 0 {
+			return nil, nil
+		}
+		return c.value(n.Content[0], tokens, depth)
+	case yaml.AliasNode:
+		if n.Alias == nil {
+			return nil, c.fail(n, tokens, "yaml", "alias to an unknown anchor")
+		}
+		return c.value(n.Alias, tokens, depth+1)
+	case yaml.SequenceNode:
+		out := make([]any, 0, len(n.Content))
+		for i, item := range n.Content {
+			v, err := c.value(item, append(tokens[:len(tokens):len(tokens)], strconv.Itoa(i)), depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	case yaml.MappingNode:
+		return c.mapping(n, tokens, depth)
+	case yaml.ScalarNode:
+		return c.scalar(n, tokens)
+	}
+	return nil, c.fail(n, tokens, "yaml", "unsupported YAML node")
+}
+
+func (c *converter) mapping(n *yaml.Node, tokens []string, depth int) (any, *parseError) {
+	out := make(map[string]any, len(n.Content)/2)
+	first := make(map[string]position, len(n.Content)/2)
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
+			merges = append(merges, v)
+			continue
+		}
+		kn := k
+		if kn.Kind == yaml.AliasNode && kn.Alias != nil {
+			kn = kn.Alias
+		}
+		if kn.Kind != yaml.ScalarNode {
+			return nil, c.fail(k, tokens, "yaml", "a mapping key must be a plain value, not a list or mapping")
+		}
+		name := kn.Value
+		child := append(tokens[:len(tokens):len(tokens)], name)
+		if p, dup := first[name]; dup {
+			return nil, c.fail(k, child, "duplicate-key", "duplicate key %q (first defined at line %d): YAML keys must be unique, remove one", name, p.line)
+		}
+		first[name] = position{k.Line, k.Column}
+		c.doc.keys[ptrKey(child)] = position{k.Line, k.Column}
+		val, err := c.value(v, child, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = val
+	}
+	// Merge keys (<<: *anchor) add the keys the mapping does not set itself.
+	for _, m := range merges {
+		srcs := []*yaml.Node{m}
+		if m.Kind == yaml.SequenceNode {
+			srcs = m.Content
+		}
+		for _, src := range srcs {
+			v, err := c.value(src, tokens, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			mm, ok := v.(map[string]any)
+			if !ok {
+				return nil, c.fail(src, tokens, "yaml", "a merge key (<<) must refer to a mapping")
+			}
+			for k, val := range mm {
+				if _, set := out[k]; !set {
+					out[k] = val
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+func (c *converter) scalar(n *yaml.Node, tokens []string) (any, *parseError) {
+	switch tag := n.ShortTag(); tag {
+	case "!!null":
+		return nil, nil
+	case "!!str", "!!timestamp":
+		return n.Value, nil
+	case "!!bool":
+		var b bool
+		if err := n.Decode(&b); err != nil {
+			return nil, c.fail(n, tokens, "yaml", "invalid boolean %q", n.Value)
+		}
+		return b, nil
+	case "!!int":
+		var i int64
+		if err := n.Decode(&i); err != nil {
+			return nil, c.fail(n, tokens, "yaml", "integer %s is out of range", n.Value)
+		}
+		return i, nil
+	case "!!float":
+		var f float64
+		if err := n.Decode(&f); err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+			return nil, c.fail(n, tokens, "yaml", "%s is not a finite number", n.Value)
+		}
+		return f, nil
+	default:
+		return nil, c.fail(n, tokens, "yaml", "unsupported YAML tag %s: fleet files use plain strings, numbers, booleans, lists and mappings", tag)
+	}
+}
