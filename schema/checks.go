@@ -202,6 +202,10 @@ func (c *fleetChecker) checkPrices(fleet *Fleet) {
 func (l *loader) checkClusters(c *fleetChecker, fleet *Fleet, files []*file) {
 	byName := map[string]*file{}
 	for _, f := range files {
+		if f.lenient {
+			c.checkLenient(f)
+			continue
+		}
 		if f.spec == nil || f.diags.HasErrors() {
 			continue
 		}
@@ -217,6 +221,34 @@ func (l *loader) checkClusters(c *fleetChecker, fleet *Fleet, files []*file) {
 		}
 	}
 	slices.SortFunc(fleet.Clusters, func(a, b *Cluster) int { return strings.Compare(a.Spec.Name, b.Spec.Name) })
+}
+
+// checkLenient checks the references of a cluster file that failed the
+// schema, dropping what repeats a schema error on the same field.
+func (c *fleetChecker) checkLenient(f *file) {
+	schemaErrs := slices.Clone(f.diags)
+	before := len(f.diags)
+	c.checkCluster(f)
+	kept := f.diags[:before]
+	for _, d := range f.diags[before:] {
+		if d.Check == "roles" || d.Check == "name" || overlaps(d, schemaErrs) {
+			continue
+		}
+		kept = append(kept, d)
+	}
+	f.diags = kept
+}
+
+// overlaps reports whether d concerns a field that one of ds already reports
+// on, or a field inside or around it.
+func overlaps(d Diagnostic, ds Diagnostics) bool {
+	for _, e := range ds {
+		if d.Field == e.Field || strings.HasPrefix(d.Field, e.Field+".") || strings.HasPrefix(d.Field, e.Field+"[") ||
+			strings.HasPrefix(e.Field, d.Field+".") || strings.HasPrefix(e.Field, d.Field+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 // checkCluster checks one cluster file and returns its effective spec.

@@ -29,6 +29,9 @@ type file struct {
 	diags Diagnostics
 	fleet *FleetSpec
 	spec  *ClusterSpec
+	// lenient marks a cluster file that failed the schema: its spec was
+	// decoded leniently and only its references are checked.
+	lenient bool
 }
 
 func (f *file) errorf(p position, field, check, format string, args ...any) {
@@ -253,18 +256,15 @@ func (l *loader) parseFile(f *file) {
 	}
 	if ds := validateSchema(doc, want, reflect.TypeOf(target).Elem()); len(ds) > 0 {
 		f.diags = append(f.diags, ds...)
-		// A cluster file that fails the schema is still decoded leniently, so
-		// the name and team it declares can be reported.
+		// A cluster file that fails the schema is still decoded leniently
+		// (json.Unmarshal fills every field whose type fits), so its
+		// references can be checked too and all problems show at once.
 		if want == KindCluster {
-			var partial struct {
-				Name any `json:"name"`
-				Team any `json:"team"`
+			spec := &ClusterSpec{}
+			if raw, err := json.Marshal(doc.root); err == nil {
+				_ = json.Unmarshal(raw, spec)
 			}
-			if raw, err := json.Marshal(doc.root); err == nil && json.Unmarshal(raw, &partial) == nil {
-				name, _ := partial.Name.(string)
-				team, _ := partial.Team.(string)
-				f.spec = &ClusterSpec{Name: name, Team: team}
-			}
+			f.spec, f.lenient = spec, true
 		}
 		return
 	}

@@ -173,6 +173,11 @@ func TestLoadDiagnostics(t *testing.T) {
 		// want lists the expected diagnostics' "path:line:col: field: message" prefixes.
 		want []string
 	}{
+		{"schema and reference errors together", clusterLine(6, "class: standrd\nprotected: yes"),
+			[]string{
+				cf + `:6:8: class: unknown class "standrd" (did you mean "standard"?)`,
+				cf + `:7:12: protected: expected boolean, got string "yes"`,
+			}},
 		{"wrong type", cluster("protected: yes\n"),
 			[]string{cf + `:7:12: protected: expected boolean, got string "yes"`}},
 		{"range", cluster("pools:\n  - name: workers\n    replicas: 501\n"),
@@ -390,7 +395,7 @@ func TestLoadDiagnosticsSorted(t *testing.T) {
 	for _, d := range diags {
 		got = append(got, fmt.Sprintf("%s:%d", d.Path, d.Line))
 	}
-	want := "[clusters/qa/a.yaml:4 clusters/qa/a.yaml:5 clusters/qa/b.yaml:4 clusters/qa/b.yaml:5]"
+	want := "[clusters/qa/a.yaml:4 clusters/qa/a.yaml:5 clusters/qa/a.yaml:6 clusters/qa/b.yaml:4 clusters/qa/b.yaml:5 clusters/qa/b.yaml:6]"
 	if fmt.Sprint(got) != want {
 		t.Errorf("order = %v, want %s\n%s", got, want, diags.Error())
 	}
