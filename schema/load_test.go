@@ -331,6 +331,22 @@ func TestLoadRejectsOnlyTheBadCluster(t *testing.T) {
 	}
 }
 
+func TestLoadAcceptsCommonEncodings(t *testing.T) {
+	for name, data := range map[string]string{
+		"byte order mark":       "\ufeff" + baseCluster,
+		"CRLF line endings":     strings.ReplaceAll(baseCluster, "\n", "\r\n"),
+		"document markers":      "---\n" + baseCluster + "...\n",
+		"comments and flow map": "# owned by payments\n" + strings.Replace(baseCluster, "class: standard", "class: standard # the default\nlabels: {a: b}", 1),
+	} {
+		t.Run(name, func(t *testing.T) {
+			fleet, diags := Load(withFiles(map[string]string{"clusters/payments/payments-prod.yaml": data}))
+			if len(diags) > 0 || len(fleet.Clusters) != 1 {
+				t.Fatalf("diagnostics:\n%s", diags.Error())
+			}
+		})
+	}
+}
+
 func TestLoadMergeKeysAndAliases(t *testing.T) {
 	cluster := baseCluster + `labels: &l {env: prod}
 pools:

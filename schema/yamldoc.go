@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"strconv"
@@ -123,6 +124,9 @@ func parseDocument(path string, data []byte) (*document, *parseError) {
 	if !utf8.Valid(data) {
 		return nil, invalidUTF8(data)
 	}
+	// Editors on Windows may start a file with a byte order mark; YAML
+	// allows it, and the parser would otherwise read it as content.
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
 	if strings.TrimSpace(stripComments(data)) == "" {
 		return nil, &parseError{pos: position{1, 1}, check: "yaml", msg: "the file is empty: expected one YAML document"}
 	}
