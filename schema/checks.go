@@ -2,6 +2,7 @@ package schema
 
 import (
 	"fmt"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -216,6 +217,10 @@ func (l *loader) checkClusters(c *fleetChecker, fleet *Fleet, files []*file) {
 			continue
 		}
 		byName[f.spec.Name] = f
+		if base := path.Base(f.path); strings.TrimSuffix(base, path.Ext(base)) != f.spec.Name {
+			pos, field := f.at("name")
+			f.warnf(pos, field, "name", "the file is named %s but declares cluster %s: name the file %s.yaml so people find it", base, f.spec.Name, f.spec.Name)
+		}
 		if eff, ok := c.checkCluster(f); ok {
 			fleet.Clusters = append(fleet.Clusters, &Cluster{Path: f.path, Spec: *f.spec, Effective: eff})
 		}

@@ -217,7 +217,10 @@ func TestLoadDiagnostics(t *testing.T) {
 		{"folder team mismatch", map[string]string{cf: "", "clusters/qa/payments-prod.yaml": baseCluster},
 			[]string{`clusters/qa/payments-prod.yaml:4:7: team: the file is in clusters/qa/ but its team is "payments"`}},
 		{"duplicate cluster name", map[string]string{"clusters/payments/copy.yaml": baseCluster},
-			[]string{`clusters/payments/payments-prod.yaml:3:7: name: duplicate cluster name "payments-prod": already declared at clusters/payments/copy.yaml:3:7`}},
+			[]string{
+				"clusters/payments/copy.yaml:3:7: warning: name: the file is named copy.yaml but declares cluster payments-prod",
+				`clusters/payments/payments-prod.yaml:3:7: name: duplicate cluster name "payments-prod": already declared at clusters/payments/copy.yaml:3:7`,
+			}},
 		{"duplicate provider name", fleetLine(11, "  - name: aws-eu"),
 			[]string{
 				`fleet.yaml:11:11: providers[1].name: duplicate provider name "aws-eu" (first declared at line 5)`,
@@ -270,7 +273,7 @@ func TestLoadDiagnostics(t *testing.T) {
 		{"too large", map[string]string{cf: baseCluster + strings.Repeat("# padding\n", 110000)},
 			[]string{cf + ": the file is 1100"}},
 		{"machine names too long", clusterLine(3, "name: "+strings.Repeat("a", 50)),
-			[]string{cf + ":3:7: name: machine names such as"}},
+			[]string{cf + ":3:7: name: machine names such as", cf + ":3:7: warning: name: the file is named"}},
 		{"pricing for a vsphere provider on aws", fleetLine(46, "    instanceHourly: {m6i.xlarge: 0.214, m6i.large: 0.107}\n    cpuHourly: 1"),
 			[]string{"fleet.yaml:47:5: pricing.aws-eu.cpuHourly: cpuHourly prices vSphere providers"}},
 		{"missing price is a warning", fleetLine(46, "    instanceHourly: {m6i.large: 0.107}"),
