@@ -1,0 +1,238 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetd/fleetd/reconcile"
+	"github.com/fleetd/fleetd/reconcile/reconciletest"
+	"github.com/fleetd/fleetd/schema"
+)
+
+// exampleRepo copies examples/fleet-repo into a temporary directory.
+func exampleRepo(t *testing.T) string {
+	t.Helper()
+	src := filepath.Join("..", "..", "examples", "fleet-repo")
+	dst := t.TempDir()
+	err := filepath.WalkDir(src, func(p string, e os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if e.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = Run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+const planNow = "2026-03-01T12:00:00Z"
+
+func TestPlanCommand(t *testing.T) {
+	dir := exampleRepo(t)
+	t.Run("without status it plans the creation of everything", func(t *testing.T) {
+		code, out, stderr := run(t, "plan", dir, "--now", planNow)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		for _, want := range []string{"9 clusters: 9 to create", "Machines: 46 to create", "Cost per month: 0.00 → 8976.81 (+8976.81)", "payments/payments-prod (aws-eu): create"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("plan lacks %q:\n%s", want, out)
+			}
+		}
+	})
+	t.Run("detailed exit code says there are changes", func(t *testing.T) {
+		if code, _, stderr := run(t, "plan", dir, "--now", planNow, "--detailed-exitcode"); code != exitChanges {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+	})
+	t.Run("markdown groups by team with the cost delta", func(t *testing.T) {
+		_, out, _ := run(t, "plan", dir, "--now", planNow, "-o", "markdown")
+		for _, want := range []string{"### fleetd plan", "#### payments", "Cost/month: 0.00 → 2733.85 (+2733.85) · budget 6000.00", "| `payments-prod` | create | +9 −0 |"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("markdown lacks %q:\n%s", want, out)
+			}
+		}
+	})
+	t.Run("json is a plan", func(t *testing.T) {
+		_, out, _ := run(t, "plan", dir, "--now", planNow, "-o", "json")
+		var p reconcile.Plan
+		if err := json.Unmarshal([]byte(out), &p); err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Clusters) != 9 || !p.HasChanges() {
+			t.Errorf("%d clusters", len(p.Clusters))
+		}
+	})
+	t.Run("flags never change the plan", func(t *testing.T) {
+		_, a, _ := run(t, "plan", dir, "--now", planNow, "-o", "json")
+		_, b, _ := run(t, "plan", dir, "--now", planNow, "-o", "json", "--detailed-exitcode")
+		if a != b {
+			t.Error("--detailed-exitcode changed the plan")
+		}
+	})
+	t.Run("bad flags are usage errors", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"plan", dir, "-o", "yaml"},
+			{"plan", dir, "--observed", "guess"},
+			{"plan", dir, "--now", "yesterday"},
+		} {
+			if code, _, _ := run(t, args...); code != exitUsage {
+				t.Errorf("%v: exit %d", args, code)
+			}
+		}
+	})
+	t.Run("live observation needs providers", func(t *testing.T) {
+		code, _, stderr := run(t, "plan", dir, "--observed", "live")
+		if code != exitUsage || !strings.Contains(stderr, "no provider implementation wired yet") {
+			t.Errorf("exit %d: %s", code, stderr)
+		}
+	})
+}
+
+func TestPlanInvalidFleet(t *testing.T) {
+	dir := exampleRepo(t)
+	p := filepath.Join(dir, "clusters", "payments", "payments-prod.yaml")
+	b, _ := os.ReadFile(p)
+	if err := os.WriteFile(p, bytes.Replace(b, []byte("replicas: 6"), []byte("replicas: six"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := run(t, "plan", dir)
+	if code != exitInvalid {
+		t.Fatalf("exit %d", code)
+	}
+	if out != "" || !strings.Contains(stderr, "payments-prod.yaml:") || !strings.Contains(stderr, "nothing is planned") {
+		t.Errorf("stdout %q, stderr %q", out, stderr)
+	}
+}
+
+// withFakeWorld makes apply and plan --observed=live use fakes.
+func withFakeWorld(t *testing.T, w *reconciletest.World) {
+	old := buildWorldFunc
+	t.Cleanup(func() { buildWorldFunc = old })
+	buildWorldFunc = func(_ context.Context, f *schema.Fleet, _ *slog.Logger) (map[string]reconcile.Provider, reconcile.Registry, reconcile.Nodes, error) {
+		var names []string
+		for _, p := range f.Spec.Providers {
+			names = append(names, p.Name)
+		}
+		rw := w.World(f.Spec.Rancher != nil, names...)
+		return rw.Providers, rw.Registry, rw.Nodes, nil
+	}
+}
+
+func TestApplyThenPlanFromStatus(t *testing.T) {
+	dir := exampleRepo(t)
+	w := reconciletest.NewWorld(time.Now())
+	withFakeWorld(t, w)
+
+	if code, _, stderr := run(t, "apply", dir, "--dry-run"); code != 0 {
+		t.Fatalf("dry run: exit %d: %s", code, stderr)
+	}
+	if len(w.Machines()) != 0 {
+		t.Fatal("dry run created machines")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "status")); !os.IsNotExist(err) {
+		t.Fatal("dry run wrote status")
+	}
+
+	// Apply until converged; status files follow the world.
+	var out string
+	for i := 0; ; i++ {
+		var code int
+		var stderr string
+		code, out, stderr = run(t, "apply", dir)
+		if code != 0 {
+			t.Fatalf("apply %d: exit %d: %s", i, code, stderr)
+		}
+		if strings.Contains(stderr, "token") && strings.Contains(stderr, "SECRET-TOKEN") {
+			t.Fatal("a registration token in the log")
+		}
+		w.Settle()
+		if strings.Contains(out, "no cluster changes; 9 unchanged") {
+			break
+		}
+		if i == 10 {
+			t.Fatalf("apply does not converge:\n%s", out)
+		}
+	}
+	summary, err := os.ReadFile(filepath.Join(dir, "status", "SUMMARY.md"))
+	if err != nil || !bytes.Contains(summary, []byte("9 clusters, 9 ready")) {
+		t.Fatalf("summary: %v\n%s", err, summary)
+	}
+
+	// Planning from the recorded status: nothing to do.
+	if code, out, stderr := run(t, "plan", dir, "--detailed-exitcode"); code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out, stderr)
+	}
+	// A change to the repo shows against the status, with its cost.
+	p := filepath.Join(dir, "clusters", "payments", "payments-staging.yaml")
+	b, _ := os.ReadFile(p)
+	if err := os.WriteFile(p, append(b, []byte("pools:\n  - name: workers\n    replicas: 4\n")...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := run(t, "plan", dir, "--detailed-exitcode")
+	if code != exitChanges || !strings.Contains(out, "create 2 machines in workers on aws-eu: scale workers 2 → 4") ||
+		!strings.Contains(out, "cost per month 390.55 → 702.99 (+312.44)") {
+		t.Fatalf("exit %d:\n%s%s", code, out, stderr)
+	}
+	// The same against the live world.
+	if code, out, _ := run(t, "plan", dir, "--observed", "live", "-o", "json"); code != 0 || !strings.Contains(out, "payments-staging-workers-") {
+		t.Fatalf("live plan: exit %d", code)
+	}
+
+	// A removed cluster file leaves its status file once decommissioned.
+	if err := os.Remove(filepath.Join(dir, "clusters", "data", "data-analytics.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		run(t, "apply", dir)
+		w.Settle()
+	}
+	if _, err := os.Stat(filepath.Join(dir, "status", "data", "data-analytics.yaml")); !os.IsNotExist(err) {
+		t.Errorf("status of a decommissioned cluster is still there: %v", err)
+	}
+}
+
+func TestApplyReportsFailures(t *testing.T) {
+	dir := exampleRepo(t)
+	w := reconciletest.NewWorld(time.Now())
+	withFakeWorld(t, w)
+	w.Inject(reconciletest.FailCluster("trading-dev", errString("vcenter says no")))
+	code, _, stderr := run(t, "apply", dir, "--concurrency", "2")
+	if code != exitFailed || !strings.Contains(stderr, "cluster trading-dev") || !strings.Contains(stderr, "vcenter says no") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	st, err := os.ReadFile(filepath.Join(dir, "status", "trading", "trading-dev.yaml"))
+	if err != nil || !bytes.Contains(st, []byte("phase: Failed")) {
+		t.Fatalf("status: %v\n%s", err, st)
+	}
+	if code, _, _ := run(t, "apply", dir, "--concurrency", "0"); code != exitUsage {
+		t.Errorf("--concurrency 0: exit %d", code)
+	}
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }

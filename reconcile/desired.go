@@ -1,0 +1,163 @@
+package reconcile
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fleetd/fleetd/schema"
+)
+
+// Desired is the fleet a sync converges to, as the git layer supplies it.
+type Desired struct {
+	// Fleet is the loaded fleet; nil when fleet.yaml failed to load, and then
+	// nothing is planned (Diagnostics say why).
+	Fleet       *schema.Fleet
+	Diagnostics schema.Diagnostics
+	// Revision is the commit the fleet was read from.
+	Revision string
+	// CreatedAt is, by cluster name, the commit time of the commit that
+	// created the cluster's file: a temporary cluster expires TTL after it.
+	CreatedAt map[string]time.Time
+	// Held are clusters whose file is rejected at Revision. A held cluster
+	// keeps its last valid spec and is never decommissioned because of the
+	// rejection.
+	Held []Held
+	// RemovedBy is, by cluster name, the commit that removed the cluster's
+	// file, when the git layer knows it: policy.confirmPrune names it to
+	// release the prune guard. Unknown ones are taken as removed by Revision.
+	RemovedBy map[string]string
+	// Protected names clusters that were protected in the last revision that
+	// declared them: one whose file has since been removed is not
+	// decommissioned.
+	Protected []string
+}
+
+// Held is a cluster whose file is rejected now.
+type Held struct {
+	// Path is the rejected file.
+	Path string
+	// Last is the cluster's last valid version (from an earlier revision);
+	// nil when it never had one, and then nothing is done for it.
+	Last *schema.Cluster
+	// Revision is the commit Last was read from.
+	Revision string
+	// Diagnostics say why the file is rejected.
+	Diagnostics schema.Diagnostics
+}
+
+// Template is everything that makes machines of a pool alike. Machines whose
+// template differs from their pool's are replaced.
+type Template struct {
+	Hash              string             `json:"hash"`
+	Provider          string             `json:"provider"`
+	KubernetesVersion string             `json:"kubernetesVersion"`
+	Roles             []string           `json:"roles"`
+	Size              schema.MachineSize `json:"size"`
+}
+
+// HasRole reports whether machines of the template carry role.
+func (t *Template) HasRole(role string) bool { return slices.Contains(t.Roles, role) }
+
+// NewTemplate returns the template of a pool of cluster c, with its hash.
+func NewTemplate(c *schema.EffectiveCluster, p *schema.EffectivePool) Template {
+	roles := p.Roles
+	if !slices.IsSorted(roles) {
+		roles = slices.Clone(roles)
+		slices.Sort(roles)
+	}
+	t := Template{Provider: c.Provider, KubernetesVersion: c.KubernetesVersion, Roles: roles, Size: p.Machine}
+	t.Hash = TemplateHash(t)
+	return t
+}
+
+// TemplateHash returns 16 hex digits of the SHA-256 of the template's
+// provider, resolved size, sorted roles and Kubernetes version. Its first five
+// digits go into machine names.
+func TemplateHash(t Template) string {
+	roles := t.Roles
+	if !slices.IsSorted(roles) {
+		roles = slices.Clone(roles)
+		slices.Sort(roles)
+	}
+	s := t.Size
+	var buf [512]byte
+	b := append(buf[:0], "v1\x00"...)
+	for _, f := range []string{t.Provider, t.KubernetesVersion} {
+		b = append(b, f...)
+		b = append(b, 0)
+	}
+	for i, r := range roles {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, r...)
+	}
+	b = append(b, 0)
+	b = append(b, s.InstanceType...)
+	b = append(b, 0)
+	b = append(b, s.Image...)
+	b = append(b, 0)
+	for _, n := range []int{s.CPUs, s.MemoryMiB, s.DiskGiB} {
+		b = strconv.AppendInt(b, int64(n), 10)
+		b = append(b, 0)
+	}
+	b = append(b, s.Template...)
+	b = append(b, 0)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// MachineName returns the name of the machine with ordinal n of a pool:
+// <cluster>-<pool>-<hash5>-<n>. Names are known before a machine exists, so a
+// create retried after a crash finds the machine instead of making a twin.
+func MachineName(cluster, pool, templateHash string, n int) string {
+	return machinePrefix(cluster, pool, templateHash) + strconv.Itoa(n)
+}
+
+func machinePrefix(cluster, pool, templateHash string) string {
+	h := templateHash
+	if len(h) > 5 {
+		h = h[:5]
+	}
+	return cluster + "-" + pool + "-" + h + "-"
+}
+
+// looksLikeMachineName reports whether name has the shape of a machine name of
+// cluster: <cluster>-<pool>-<5 hex>-<n>.
+func looksLikeMachineName(cluster, name string) bool {
+	rest, ok := strings.CutPrefix(name, cluster+"-")
+	if !ok {
+		return false
+	}
+	i := strings.LastIndexByte(rest, '-')
+	if i < 0 || i+1 == len(rest) {
+		return false
+	}
+	if _, err := strconv.ParseUint(rest[i+1:], 10, 32); err != nil {
+		return false
+	}
+	rest = rest[:i]
+	j := strings.LastIndexByte(rest, '-')
+	if j < 1 || len(rest)-j-1 != 5 {
+		return false
+	}
+	for _, c := range rest[j+1:] {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// principalID turns an LDAP group DN into a Rancher principal ID for the
+// fleet's auth provider.
+func principalID(authProvider, dn string) string {
+	if authProvider == "" {
+		authProvider = "openldap"
+	}
+	return authProvider + "_group://" + dn
+}

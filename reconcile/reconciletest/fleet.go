@@ -1,0 +1,201 @@
+package reconciletest
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fleetd/fleetd/reconcile"
+	"github.com/fleetd/fleetd/schema"
+)
+
+// DefaultVersion is the Kubernetes version of clusters built here.
+const DefaultVersion = "v1.31.4+rke2r1"
+
+// Fleet builds loaded fleets (schema.Fleet values) for tests, the way
+// schema.Load would expand them, without YAML.
+type Fleet struct {
+	F *schema.Fleet
+}
+
+// NewFleet returns a fleet named acme with providers aws-eu (AWS) and dc1
+// (vSphere), sizes small, medium and large, prices for all of them, and teams
+// payments, trading and qa. With rancher it has a rancher block (openldap).
+func NewFleet(rancher bool) *Fleet {
+	f := &schema.Fleet{Spec: schema.FleetSpec{
+		APIVersion: schema.APIVersion, Kind: schema.KindFleet, Name: "acme",
+		Providers: []schema.Provider{
+			{Name: "aws-eu", Type: schema.ProviderAWS, AWS: &schema.AWSProvider{Region: "eu-west-1", Subnets: []string{"subnet-1"}, Image: "ami-1"}},
+			{Name: "dc1", Type: schema.ProviderVSphere, VSphere: &schema.VSphereProvider{Server: "https://vc", Datacenter: "DC1", Datastore: "ds", Network: "net", Folder: "fleetd", Template: "ubuntu"}},
+		},
+		Teams: []schema.Team{
+			{Name: "payments", Groups: []string{"cn=payments,ou=groups,dc=acme,dc=example"}, BudgetMonthly: ptr(6000.0)},
+			{Name: "qa", Groups: []string{"cn=qa,ou=groups,dc=acme,dc=example"}, BudgetMonthly: ptr(100.0)},
+			{Name: "trading", Groups: []string{"cn=trading,ou=groups,dc=acme,dc=example", "cn=quants,ou=groups,dc=acme,dc=example"}},
+		},
+		Sizes: map[string]schema.Size{
+			"small":  {AWS: &schema.AWSSize{InstanceType: "m6i.large"}, VSphere: &schema.VSphereSize{CPUs: 2, MemoryMiB: 8192, DiskGiB: 60}},
+			"medium": {AWS: &schema.AWSSize{InstanceType: "m6i.xlarge"}, VSphere: &schema.VSphereSize{CPUs: 4, MemoryMiB: 16384, DiskGiB: 100}},
+			"large":  {AWS: &schema.AWSSize{InstanceType: "m6i.2xlarge", DiskGiB: 200}, VSphere: &schema.VSphereSize{CPUs: 8, MemoryMiB: 32768, DiskGiB: 200}},
+			// unpriced has no AWS price: its cost is unknown.
+			"unpriced": {AWS: &schema.AWSSize{InstanceType: "x9.huge"}, VSphere: &schema.VSphereSize{CPUs: 16, MemoryMiB: 65536, DiskGiB: 200}},
+		},
+		Pricing: map[string]schema.Pricing{
+			"aws-eu": {InstanceHourly: map[string]float64{"m6i.large": 0.107, "m6i.xlarge": 0.214, "m6i.2xlarge": 0.428}},
+			"dc1":    {CPUHourly: ptr(0.012), MemoryGiBHourly: ptr(0.004)},
+		},
+	}}
+	if rancher {
+		f.Spec.Rancher = &schema.Rancher{URL: "https://rancher.test", Token: "env:RANCHER_TOKEN", AuthProvider: "openldap"}
+	}
+	return &Fleet{F: f}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// Pool describes a pool of a test cluster.
+type Pool struct {
+	Name     string
+	Roles    []string
+	Replicas int
+	Size     string
+}
+
+// Cluster describes a test cluster.
+type Cluster struct {
+	Name, Team, Provider string
+	// KubernetesVersion defaults to DefaultVersion.
+	KubernetesVersion string
+	// Pools default to Standard(1, 1).
+	Pools []Pool
+	// Access adds group bindings to the owning team's default one.
+	Access    []schema.EffectiveAccess
+	TTL       time.Duration
+	Protected bool
+	Paused    bool
+}
+
+// Standard returns a control pool (etcd, controlplane) and a workers pool.
+func Standard(control, workers int) []Pool {
+	return []Pool{
+		{Name: "control", Roles: []string{schema.RoleEtcd, schema.RoleControlPlane}, Replicas: control, Size: "medium"},
+		{Name: "workers", Roles: []string{schema.RoleWorker}, Replicas: workers, Size: "large"},
+	}
+}
+
+// Add expands c the way the loader does and adds it to the fleet, keeping
+// the clusters sorted by name. It replaces a cluster of the same name.
+func (b *Fleet) Add(c Cluster) *schema.Cluster {
+	sc := b.Build(c)
+	b.F.Clusters = slices.DeleteFunc(b.F.Clusters, func(x *schema.Cluster) bool { return x.Spec.Name == c.Name })
+	b.F.Clusters = append(b.F.Clusters, sc)
+	slices.SortFunc(b.F.Clusters, func(x, y *schema.Cluster) int { return strings.Compare(x.Spec.Name, y.Spec.Name) })
+	return sc
+}
+
+// Remove deletes the named cluster from the fleet.
+func (b *Fleet) Remove(name string) {
+	b.F.Clusters = slices.DeleteFunc(b.F.Clusters, func(x *schema.Cluster) bool { return x.Spec.Name == name })
+}
+
+// Build expands c without adding it.
+func (b *Fleet) Build(c Cluster) *schema.Cluster {
+	s := &b.F.Spec
+	if c.Provider == "" {
+		c.Provider = "aws-eu"
+	}
+	if c.Team == "" {
+		c.Team = "payments"
+	}
+	if c.KubernetesVersion == "" {
+		c.KubernetesVersion = DefaultVersion
+	}
+	if c.Pools == nil {
+		c.Pools = Standard(1, 1)
+	}
+	var prov schema.Provider
+	for _, p := range s.Providers {
+		if p.Name == c.Provider {
+			prov = p
+		}
+	}
+	eff := schema.EffectiveCluster{
+		Name: c.Name, Team: c.Team, Provider: c.Provider, ProviderType: prov.Type, Class: "test",
+		KubernetesVersion: c.KubernetesVersion, TTL: c.TTL, Protected: c.Protected, Paused: c.Paused,
+	}
+	if c.TTL > 0 {
+		eff.TTLText = fmt.Sprintf("%dm", int(c.TTL/time.Minute))
+	}
+	for _, p := range c.Pools {
+		eff.Pools = append(eff.Pools, schema.EffectivePool{Name: p.Name, Roles: p.Roles, Replicas: p.Replicas, SizeName: p.Size,
+			Machine: resolve(prov, s.Sizes[p.Size])})
+	}
+	seen := map[[2]string]bool{}
+	add := func(a schema.EffectiveAccess) {
+		k := [2]string{a.Group, a.Role}
+		if !seen[k] {
+			seen[k] = true
+			eff.Access = append(eff.Access, a)
+		}
+	}
+	for _, a := range c.Access {
+		add(a)
+	}
+	for _, t := range s.Teams {
+		if t.Name == c.Team {
+			for _, g := range t.Groups {
+				add(schema.EffectiveAccess{Group: g, Role: schema.DefaultOwnerRole, Team: c.Team})
+			}
+		}
+	}
+	slices.SortFunc(eff.Access, func(a, b schema.EffectiveAccess) int {
+		return strings.Compare(a.Group+"\x00"+a.Role, b.Group+"\x00"+b.Role)
+	})
+	spec := schema.ClusterSpec{APIVersion: schema.APIVersion, Kind: schema.KindCluster, Name: c.Name, Team: c.Team,
+		Provider: c.Provider, Class: "test", Protected: c.Protected, Paused: c.Paused, TTL: eff.TTLText}
+	return &schema.Cluster{Path: "clusters/" + c.Team + "/" + c.Name + ".yaml", Spec: spec, Effective: eff}
+}
+
+func resolve(p schema.Provider, s schema.Size) schema.MachineSize {
+	switch p.Type {
+	case schema.ProviderAWS:
+		if s.AWS == nil {
+			return schema.MachineSize{}
+		}
+		ms := schema.MachineSize{InstanceType: s.AWS.InstanceType, Image: s.AWS.Image, DiskGiB: s.AWS.DiskGiB}
+		if ms.Image == "" && p.AWS != nil {
+			ms.Image = p.AWS.Image
+		}
+		return ms
+	case schema.ProviderVSphere:
+		if s.VSphere == nil {
+			return schema.MachineSize{}
+		}
+		ms := schema.MachineSize{CPUs: s.VSphere.CPUs, MemoryMiB: s.VSphere.MemoryMiB, DiskGiB: s.VSphere.DiskGiB, Template: s.VSphere.Template}
+		if ms.Template == "" && p.VSphere != nil {
+			ms.Template = p.VSphere.Template
+		}
+		return ms
+	}
+	return schema.MachineSize{}
+}
+
+// Machines returns the machines a cluster's pools would have once converged:
+// n machines per pool with the pool's template, created at created, running.
+// Add them to a World with AddMachine.
+func Machines(c *schema.Cluster, created time.Time) []reconcile.Machine {
+	var out []reconcile.Machine
+	e := &c.Effective
+	for i := range e.Pools {
+		p := &e.Pools[i]
+		t := reconcile.NewTemplate(e, p)
+		for n := range p.Replicas {
+			out = append(out, reconcile.Machine{
+				Name: reconcile.MachineName(e.Name, p.Name, t.Hash, n), Provider: e.Provider, Cluster: e.Name, Team: e.Team,
+				Pool: p.Name, TemplateHash: t.Hash, State: reconcile.MachineRunning, CreatedAt: created,
+			})
+		}
+	}
+	return out
+}

@@ -1,0 +1,219 @@
+package reconcile
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// planCounts summarizes a plan.
+type planCounts struct {
+	changes            map[Change]int
+	created, removed   int
+	blocked, deferred  int
+	unchanged, waiting int
+}
+
+func countPlan(p *Plan) planCounts {
+	c := planCounts{changes: map[Change]int{}}
+	for i := range p.Clusters {
+		cp := &p.Clusters[i]
+		if slices.ContainsFunc(cp.Actions, func(a Action) bool { return a.Runnable() || a.Deferred }) {
+			c.changes[cp.Change]++
+		}
+		if len(cp.Actions) == 0 && len(cp.Waiting) == 0 && cp.Blocked == "" {
+			c.unchanged++
+		}
+		if len(cp.Waiting) > 0 {
+			c.waiting++
+		}
+		cr, rm := machineDelta(cp)
+		c.created += cr
+		c.removed += rm
+		for _, a := range cp.Actions {
+			switch {
+			case a.Deferred:
+				c.deferred++
+			case !a.Runnable():
+				c.blocked++
+			}
+		}
+	}
+	return c
+}
+
+// machineDelta counts the machines a cluster's runnable actions add and
+// start removing.
+func machineDelta(cp *ClusterPlan) (created, removed int) {
+	for _, a := range cp.Actions {
+		if !a.Runnable() {
+			continue
+		}
+		switch a.Kind {
+		case ActionCreateMachines, ActionReplaceMachine:
+			created += len(a.Machines)
+		case ActionDrainMachine, ActionDeleteMachines:
+			removed += len(a.Machines)
+		}
+	}
+	return created, removed
+}
+
+func (c planCounts) headline() string {
+	var parts []string
+	for _, ch := range []struct {
+		c    Change
+		verb string
+	}{{ChangeCreate, "to create"}, {ChangeUpdate, "to update"}, {ChangeDecommission, "to decommission"}} {
+		if n := c.changes[ch.c]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, ch.verb))
+		}
+	}
+	if len(parts) == 0 {
+		return "no cluster changes"
+	}
+	return count(c.changes[ChangeCreate]+c.changes[ChangeUpdate]+c.changes[ChangeDecommission], "cluster") + ": " + strings.Join(parts, ", ")
+}
+
+func symbol(a *Action) string {
+	switch {
+	case a.Deferred:
+		return "~"
+	case !a.Runnable():
+		return "!"
+	case a.Kind.IsDestructive():
+		return "-"
+	}
+	return "+"
+}
+
+func costChange(before, after Cost) string {
+	s := before.MonthlyText() + " → " + after.MonthlyText()
+	if before.Known() && after.Known() {
+		s += " (" + signedMoney(after.Monthly-before.Monthly) + ")"
+	}
+	return s
+}
+
+// WriteText writes the plan for a terminal: a summary, then every cluster with
+// something to do, wait for or blocked, with its actions and reasons.
+func (p *Plan) WriteText(w io.Writer) error {
+	var b strings.Builder
+	c := countPlan(p)
+	fmt.Fprintf(&b, "Plan for revision %s\n", orNone(shortRev(p.Revision)))
+	if p.Blocked != "" {
+		fmt.Fprintf(&b, "Nothing is planned: %s\n", p.Blocked)
+	}
+	fmt.Fprintf(&b, "%s; %d unchanged\n", c.headline(), c.unchanged)
+	fmt.Fprintf(&b, "Machines: %d to create, %d to remove\n", c.created, c.removed)
+	fmt.Fprintf(&b, "Cost per month: %s\n", costChange(p.Before, p.After))
+	if c.blocked > 0 || c.deferred > 0 {
+		fmt.Fprintf(&b, "Held back: %d blocked, %d deferred to a later sync\n", c.blocked, c.deferred)
+	}
+	for i := range p.Clusters {
+		cp := &p.Clusters[i]
+		if len(cp.Actions) == 0 && len(cp.Waiting) == 0 && cp.Blocked == "" {
+			continue
+		}
+		fmt.Fprintf(&b, "\n%s/%s (%s): %s, cost per month %s\n", cp.Team, cp.Name, orNone(cp.Provider), cp.Change, costChange(cp.Before, cp.After))
+		if cp.Blocked != "" {
+			fmt.Fprintf(&b, "  ! %s\n", cp.Blocked)
+		}
+		for j := range cp.Actions {
+			a := &cp.Actions[j]
+			fmt.Fprintf(&b, "  %s %s: %s\n", symbol(a), a.String(), a.Reason)
+			if a.Kind == ActionCreateMachines && len(a.Machines) > 0 {
+				fmt.Fprintf(&b, "      %s\n", strings.Join(a.Machines, ", "))
+			}
+			if a.Blocked != "" {
+				fmt.Fprintf(&b, "      held back: %s\n", a.Blocked)
+			}
+		}
+		for _, wt := range cp.Waiting {
+			fmt.Fprintf(&b, "  . waiting: %s\n", wt)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteMarkdown writes the plan as a merge request comment: a summary with
+// the machines and the cost delta, then one section per team with a table of
+// its changed clusters and their actions.
+func (p *Plan) WriteMarkdown(w io.Writer) error {
+	var b strings.Builder
+	c := countPlan(p)
+	fmt.Fprintf(&b, "### fleetd plan for `%s`\n\n", orNone(shortRev(p.Revision)))
+	if p.Blocked != "" {
+		fmt.Fprintf(&b, "> **Nothing is planned:** %s\n\n", mdText(p.Blocked))
+	}
+	fmt.Fprintf(&b, "**%s** · machines: +%d −%d · cost/month: %s\n\n", c.headline(), c.created, c.removed, costChange(p.Before, p.After))
+	if c.blocked > 0 || c.deferred > 0 {
+		fmt.Fprintf(&b, "Held back by policy: %d blocked, %d deferred to a later sync.\n\n", c.blocked, c.deferred)
+	}
+	for _, t := range p.Teams {
+		var rows []*ClusterPlan
+		for i := range p.Clusters {
+			cp := &p.Clusters[i]
+			if cp.Team == t.Team && (len(cp.Actions) > 0 || len(cp.Waiting) > 0 || cp.Blocked != "") {
+				rows = append(rows, cp)
+			}
+		}
+		if len(rows) == 0 && t.Before == t.After {
+			continue
+		}
+		fmt.Fprintf(&b, "#### %s\n\n", mdText(t.Team))
+		fmt.Fprintf(&b, "Cost/month: %s", costChange(t.Before, t.After))
+		if t.BudgetMonthly != nil {
+			fmt.Fprintf(&b, " · budget %s", money(*t.BudgetMonthly))
+			if t.OverBudget() {
+				b.WriteString(" · **over budget**")
+			}
+		}
+		b.WriteString("\n\n")
+		if len(rows) == 0 {
+			continue
+		}
+		b.WriteString("| Cluster | Change | Machines | Cost/month before | after | Δ |\n")
+		b.WriteString("| --- | --- | ---: | ---: | ---: | ---: |\n")
+		for _, cp := range rows {
+			cr, rm := machineDelta(cp)
+			delta := ""
+			if cp.Before.Known() && cp.After.Known() {
+				delta = signedMoney(cp.After.Monthly - cp.Before.Monthly)
+			}
+			fmt.Fprintf(&b, "| `%s` | %s | +%d −%d | %s | %s | %s |\n", cp.Name, cp.Change, cr, rm, cp.Before.MonthlyText(), cp.After.MonthlyText(), delta)
+		}
+		b.WriteString("\n")
+		for _, cp := range rows {
+			fmt.Fprintf(&b, "<details><summary><code>%s</code>: %s</summary>\n\n", cp.Name, count(len(cp.Actions), "action"))
+			if cp.Blocked != "" {
+				fmt.Fprintf(&b, "- ⛔ %s\n", mdText(cp.Blocked))
+			}
+			for j := range cp.Actions {
+				a := &cp.Actions[j]
+				mark := "✅"
+				switch {
+				case a.Deferred:
+					mark = "⏳"
+				case !a.Runnable():
+					mark = "⛔"
+				case a.Kind.IsDestructive():
+					mark = "🗑️"
+				}
+				fmt.Fprintf(&b, "- %s %s — %s", mark, mdText(a.String()), mdText(a.Reason))
+				if a.Blocked != "" {
+					fmt.Fprintf(&b, " (**held back:** %s)", mdText(a.Blocked))
+				}
+				b.WriteString("\n")
+			}
+			for _, wt := range cp.Waiting {
+				fmt.Fprintf(&b, "- ⏱️ waiting: %s\n", mdText(wt))
+			}
+			b.WriteString("\n</details>\n\n")
+		}
+	}
+	_, err := io.WriteString(w, strings.TrimRight(b.String(), "\n")+"\n")
+	return err
+}

@@ -1,0 +1,233 @@
+package reconcile
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/fleetd/fleetd/schema"
+)
+
+// maxStatusFile bounds what ReadStatus reads of one file.
+const maxStatusFile = 1 << 20
+
+// StatusSet is the status of a fleet as recorded in status/.
+type StatusSet struct {
+	// Clusters by cluster name.
+	Clusters map[string]*ClusterStatus
+}
+
+// ReadStatus reads status/<team>/<cluster>.yaml from fsys, the root of a
+// fleet repo. A missing status/ is an empty set. Status files are untrusted
+// input (anyone with write access to the repo can change them): every problem
+// is an error naming the file, and nothing is read beyond 1 MiB per file.
+func ReadStatus(fsys fs.FS) (*StatusSet, error) {
+	set := &StatusSet{Clusters: map[string]*ClusterStatus{}}
+	paths := map[string]string{}
+	var errs []error
+	err := fs.WalkDir(fsys, StatusDir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if p == StatusDir && errors.Is(err, fs.ErrNotExist) {
+				return fs.SkipAll
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", p, err))
+			return nil
+		}
+		depth := strings.Count(p, "/")
+		switch {
+		case e.IsDir():
+			if depth > 1 {
+				errs = append(errs, fmt.Errorf("%s: unexpected folder: status files are status/<team>/<cluster>.yaml", p))
+				return fs.SkipDir
+			}
+			return nil
+		case !e.Type().IsRegular():
+			errs = append(errs, fmt.Errorf("%s: not a regular file", p))
+			return nil
+		case depth == 1:
+			// SUMMARY.md and anything else at the top: not read.
+			return nil
+		case !strings.HasSuffix(p, ".yaml"):
+			return nil
+		}
+		st, err := readStatusFile(fsys, p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p, err))
+			return nil
+		}
+		if first, dup := paths[st.Cluster]; dup {
+			errs = append(errs, fmt.Errorf("%s: cluster %s is also in %s", p, st.Cluster, first))
+			return nil
+		}
+		paths[st.Cluster] = p
+		set.Clusters[st.Cluster] = st
+		return nil
+	})
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return set, errors.Join(errs...)
+}
+
+func readStatusFile(fsys fs.FS, p string) (*ClusterStatus, error) {
+	f, err := fsys.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxStatusFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxStatusFile {
+		return nil, fmt.Errorf("larger than %d bytes", maxStatusFile)
+	}
+	st, err := parseStatus(data)
+	if err != nil {
+		return nil, err
+	}
+	team, file := path.Split(strings.TrimPrefix(p, StatusDir+"/"))
+	if want := strings.TrimSuffix(file, ".yaml"); st.Cluster != want || st.Team != strings.TrimSuffix(team, "/") {
+		return nil, fmt.Errorf("holds cluster %q of team %q, but the file is for %s/%s", st.Cluster, st.Team, strings.TrimSuffix(team, "/"), want)
+	}
+	return st, nil
+}
+
+// parseStatus decodes and checks one status file.
+func parseStatus(data []byte) (*ClusterStatus, error) {
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("invalid YAML: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	var st ClusterStatus
+	if err := dec.Decode(&st); err != nil {
+		return nil, fmt.Errorf("invalid status: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("invalid status: more than one document")
+	}
+	if st.APIVersion != schema.APIVersion || st.Kind != StatusKind {
+		return nil, fmt.Errorf("apiVersion %q, kind %q: want %s, %s", st.APIVersion, st.Kind, schema.APIVersion, StatusKind)
+	}
+	if st.Cluster == "" || st.Team == "" {
+		return nil, errors.New("cluster and team are required")
+	}
+	if st.Phase == "" {
+		return nil, errors.New("phase is required")
+	}
+	seen := map[string]bool{}
+	for i, p := range st.Pools {
+		if p.Name == "" {
+			return nil, fmt.Errorf("pools[%d]: name is required", i)
+		}
+		for j, m := range p.Machines {
+			switch {
+			case m.Name == "":
+				return nil, fmt.Errorf("pools[%d].machines[%d]: name is required", i, j)
+			case m.ID == "" || m.Provider == "":
+				return nil, fmt.Errorf("pools[%d].machines[%d] (%s): id and provider are required", i, j, m.Name)
+			case seen[m.Name+"\x00"+m.ID]:
+				return nil, fmt.Errorf("pools[%d].machines[%d]: machine %s (%s) is listed twice", i, j, m.Name, m.ID)
+			}
+			seen[m.Name+"\x00"+m.ID] = true
+		}
+	}
+	for i, t := range st.Templates {
+		if TemplateHash(t) != t.Hash {
+			return nil, fmt.Errorf("templates[%d]: hash %q does not match the template", i, t.Hash)
+		}
+	}
+	if r := st.Rancher; r != nil {
+		for i, m := range r.OtherMachines {
+			if m.Name == "" {
+				return nil, fmt.Errorf("rancher.otherMachines[%d]: name is required", i)
+			}
+		}
+	}
+	return &st, nil
+}
+
+// ObservedFromStatus reads status/ of a fleet repo as the observed world: the
+// last state fleetd recorded, for planning without provider credentials.
+func ObservedFromStatus(fsys fs.FS) (Observed, error) {
+	set, err := ReadStatus(fsys)
+	if err != nil {
+		return Observed{}, err
+	}
+	return set.Observed(), nil
+}
+
+// Observed returns the world the status records. Decommissioned clusters hold
+// nothing.
+func (s *StatusSet) Observed() Observed {
+	var o Observed
+	if s == nil {
+		return o
+	}
+	for _, name := range sortedKeys(s.Clusters) {
+		st := s.Clusters[name]
+		if st.Phase == PhaseDecommissioned {
+			continue
+		}
+		for _, t := range st.Templates {
+			if o.Templates == nil {
+				o.Templates = map[string]Template{}
+			}
+			o.Templates[t.Hash] = t
+		}
+		var rc *RancherCluster
+		if r := st.Rancher; r != nil {
+			rc = &RancherCluster{Name: st.Cluster, Team: st.Team, ID: r.ClusterID, Ready: r.Ready, Deleting: r.Deleting,
+				KubernetesVersion: r.KubernetesVersion, Protected: st.Protected, Bindings: slices.Clone(r.Bindings),
+				Machines: slices.Clone(r.OtherMachines)}
+		}
+		for _, p := range st.Pools {
+			for _, m := range p.Machines {
+				o.Machines = append(o.Machines, Machine{ID: m.ID, Name: m.Name, Provider: m.Provider, Cluster: st.Cluster,
+					Team: st.Team, Pool: p.Name, TemplateHash: m.Template, State: m.State, Address: m.Address, CreatedAt: m.CreatedAt})
+				if rc != nil && m.RancherMachine != "" {
+					rc.Machines = append(rc.Machines, RancherMachine{Name: m.RancherMachine, Node: m.Name, Phase: m.RancherPhase})
+					if rc.Nodes == nil {
+						rc.Nodes = map[string]bool{}
+					}
+					rc.Nodes[m.Name] = m.Ready
+				}
+			}
+		}
+		if rc != nil {
+			slices.SortFunc(rc.Machines, func(a, b RancherMachine) int { return strings.Compare(a.Name, b.Name) })
+			o.Rancher = append(o.Rancher, *rc)
+		}
+	}
+	slices.SortFunc(o.Machines, func(a, b Machine) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return o
+}
+
+// Protected lists the clusters recorded as protected, for Desired.Protected.
+func (s *StatusSet) Protected() []string {
+	if s == nil {
+		return nil
+	}
+	var out []string
+	for _, name := range sortedKeys(s.Clusters) {
+		if s.Clusters[name].Protected {
+			out = append(out, name)
+		}
+	}
+	return out
+}

@@ -1,0 +1,119 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/fleetd/fleetd/schema"
+)
+
+// Reconciler runs syncs against one world: observe, plan, gate, apply and
+// report. It keeps no state between syncs; the previous status is an input.
+type Reconciler struct {
+	World World
+	// Logger receives the sync's log lines (default slog.Default()).
+	Logger *slog.Logger
+	// DryRun plans and reports, and changes nothing. It never changes the plan.
+	DryRun bool
+	// Apply tunes how actions run; its Concurrency also bounds observation.
+	Apply ApplyOptions
+}
+
+// SyncResult is what one sync saw, planned, did and reports.
+type SyncResult struct {
+	Observed Observed
+	Plan     Plan
+	// Applied is nil in a dry run.
+	Applied *ApplyResult
+	// Status are the status files by path (see RenderStatus).
+	Status map[string][]byte
+	// Requeue asks for the next sync after this long; 0 leaves it to the
+	// poll interval.
+	Requeue time.Duration
+	// ObserveErr joins what could not be observed (the plan left the
+	// affected clusters alone).
+	ObserveErr error
+}
+
+// Err joins the failures of the sync: observation and per-cluster apply errors.
+func (r *SyncResult) Err() error {
+	if r.Applied == nil {
+		return r.ObserveErr
+	}
+	if r.ObserveErr == nil {
+		return r.Applied.Err()
+	}
+	if err := r.Applied.Err(); err != nil {
+		return errors.Join(r.ObserveErr, err)
+	}
+	return r.ObserveErr
+}
+
+// Sync runs one sync of the desired fleet at now. previous is the status
+// before it (nil for none): it supplies condition transition times, the
+// templates of machines no longer in the repo and the protected marks of
+// removed clusters.
+func (r *Reconciler) Sync(ctx context.Context, d Desired, previous *StatusSet, now time.Time) SyncResult {
+	log := r.Logger
+	if log == nil {
+		log = LoggerFrom(ctx)
+	}
+	applyCtx := WithLogger(ctx, log)
+	log = log.With("revision", d.Revision)
+
+	var res SyncResult
+	res.Observed, res.ObserveErr = Observe(WithLogger(ctx, log), d.Fleet, r.World, ObserveOptions{Concurrency: r.Apply.Concurrency})
+	if res.ObserveErr != nil {
+		log.Warn("Observation incomplete", "error", res.ObserveErr)
+	}
+	if previous != nil {
+		prev := previous.Observed()
+		for h, t := range prev.Templates {
+			if _, ok := res.Observed.Templates[h]; !ok {
+				if res.Observed.Templates == nil {
+					res.Observed.Templates = map[string]Template{}
+				}
+				res.Observed.Templates[h] = t
+			}
+		}
+		d.Protected = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(d.Protected), previous.Protected()...))))
+	}
+
+	var limits schema.Limits
+	if d.Fleet != nil {
+		limits = d.Fleet.Spec.Policy.Limits()
+	}
+	res.Plan = Compute(d, res.Observed, limits, now)
+	logPlan(log, &res.Plan)
+
+	if !r.DryRun {
+		applied := Apply(applyCtx, res.Plan, r.World, r.Apply)
+		res.Applied = &applied
+		res.Requeue = applied.Requeue
+	} else if res.Plan.InProgress() {
+		res.Requeue = r.Apply.withDefaults(ctx).Requeue
+	}
+	res.Status = RenderStatus(StatusInput{Desired: d, Observed: res.Observed, Plan: res.Plan, Apply: res.Applied, Previous: previous, Now: now})
+	return res
+}
+
+func logPlan(log *slog.Logger, p *Plan) {
+	if p.Blocked != "" {
+		log.Warn("Nothing planned", "reason", p.Blocked)
+		return
+	}
+	runnable, blocked := 0, 0
+	for i := range p.Clusters {
+		for _, a := range p.Clusters[i].Actions {
+			if a.Runnable() {
+				runnable++
+			} else {
+				blocked++
+			}
+		}
+	}
+	log.Info("Planned sync", "clusters", len(p.Clusters), "actions", runnable, "blocked", blocked)
+}
