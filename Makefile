@@ -37,9 +37,10 @@ bench:
 lint:
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run $(PKGS)
 
-demo:
-	$(GO) run ./cmd/fleetd validate examples/fleet-repo
-	$(GO) run ./cmd/fleetd show --all examples/fleet-repo
+demo: build
+	bin/fleetd validate examples/fleet-repo
+	bin/fleetd show --all examples/fleet-repo
+	bin/fleetd plan examples/fleet-repo --observed=status
 
 verify:
 	$(GO) mod tidy
