@@ -62,6 +62,7 @@ I/O problems (including providers that cannot be reached).`,
 			if err != nil {
 				return err
 			}
+			defer closeProviders(cmd.Context(), w.Providers, logger)
 			now := time.Now().UTC().Truncate(time.Second)
 			r := &reconcile.Reconciler{World: w, Logger: logger, DryRun: dryRun, Apply: reconcile.ApplyOptions{Concurrency: concurrency}}
 			res := r.Sync(cmd.Context(), desiredFor(fleet, dir, prev, now), prev, now)

@@ -78,6 +78,7 @@ problems; with --detailed-exitcode, 2 also when the plan changes something.`,
 				if err != nil {
 					return err
 				}
+				defer closeProviders(cmd.Context(), w.Providers, logger)
 				var oerr error
 				obs, oerr = reconcile.Observe(cmd.Context(), fleet, w, reconcile.ObserveOptions{})
 				if oerr != nil {

@@ -104,9 +104,9 @@ func TestPlanCommand(t *testing.T) {
 			}
 		}
 	})
-	t.Run("live observation needs providers", func(t *testing.T) {
+	t.Run("live observation refuses a fleet with Rancher", func(t *testing.T) {
 		code, _, stderr := run(t, "plan", dir, "--observed", "live")
-		if code != exitUsage || !strings.Contains(stderr, "no provider implementation wired yet") {
+		if code != exitUsage || !strings.Contains(stderr, "does not talk to Rancher yet") {
 			t.Errorf("exit %d: %s", code, stderr)
 		}
 	})
