@@ -37,10 +37,13 @@ bench:
 lint:
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run $(PKGS)
 
+# demo validates the example fleet, prints its pools, then runs the sync loop
+# on it against the vCenter simulator, the EC2 protocol server and a simulated
+# Rancher, all on 127.0.0.1 (cmd/fleetd-demo).
 demo: build
 	bin/fleetd validate examples/fleet-repo
 	bin/fleetd show --all examples/fleet-repo
-	bin/fleetd plan examples/fleet-repo --observed=status
+	$(GO) run ./cmd/fleetd-demo examples/fleet-repo
 
 verify:
 	$(GO) mod tidy

@@ -1,0 +1,462 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing/fstest"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	fgit "github.com/fleetd/fleetd/internal/git"
+	"github.com/fleetd/fleetd/internal/vcsimserver"
+	"github.com/fleetd/fleetd/providers/aws"
+	"github.com/fleetd/fleetd/providers/aws/ec2test"
+	"github.com/fleetd/fleetd/providers/vsphere"
+	"github.com/fleetd/fleetd/reconcile"
+	"github.com/fleetd/fleetd/reconcile/reconciletest"
+	"github.com/fleetd/fleetd/schema"
+)
+
+// Run runs the demo with args ([FLEET_DIR], flags) and writes its story to stdout.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fl := flag.NewFlagSet("fleetd-demo", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	workDir := fl.String("work-dir", "", "keep the demo's repositories here (default: a temporary directory, removed at the end)")
+	maxSyncs := fl.Int("max-syncs", 30, "give up converging after this many syncs")
+	verbose := fl.Bool("v", false, "log every action")
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	src := "examples/fleet-repo"
+	if fl.NArg() > 0 {
+		src = fl.Arg(0)
+	}
+	if fl.NArg() > 1 {
+		return fmt.Errorf("unexpected arguments %q", fl.Args()[1:])
+	}
+	if *workDir == "" {
+		tmp, err := os.MkdirTemp("", "fleetd-demo-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		*workDir = tmp
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	d := &demo{
+		out:      stdout,
+		log:      slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+		dir:      *workDir,
+		maxSyncs: *maxSyncs,
+		now:      time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC),
+	}
+	return d.run(ctx, src)
+}
+
+type demo struct {
+	out      io.Writer
+	log      *slog.Logger
+	dir      string
+	maxSyncs int
+	now      time.Time // the simulated clock
+
+	people  string // the people's clone of the fleet repo, which is the remote
+	repo    *fgit.Repo
+	ec2     *ec2test.Server
+	vc      *vcsimserver.Server
+	rancher *reconciletest.World
+	world   reconcile.World
+	syncs   int
+}
+
+func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
+
+func (d *demo) run(ctx context.Context, src string) error {
+	fleet, diags := schema.Load(os.DirFS(src))
+	if diags.HasErrors() || fleet == nil {
+		return fmt.Errorf("%s is not a valid fleet:\n%s", src, diags.Error())
+	}
+	d.say("== fleetd demo: %d clusters of fleet %q from %s", len(fleet.Clusters), fleet.Spec.Name, src)
+
+	// The fleet repo: a git repository that people commit to, and fleetd's
+	// own clone of it in a work directory.
+	d.people = filepath.Join(d.dir, "fleet-repo")
+	if err := os.CopyFS(d.people, os.DirFS(src)); err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	if err := d.git("init", "-q", "-b", "main"); err != nil {
+		return err
+	}
+	if err := d.commitAll("Add the ACME fleet"); err != nil {
+		return err
+	}
+	repo, err := fgit.Open(ctx, fgit.Options{
+		URL: d.people, Branch: "main", StatusBranch: statusBranch(fleet),
+		Author: author(fleet), Dir: filepath.Join(d.dir, "fleetd-work"), Logger: d.log,
+		Now: func() time.Time { return d.now },
+	})
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	d.repo = repo
+
+	if err := d.startProviders(ctx, fleet); err != nil {
+		return err
+	}
+	defer d.ec2.Close()
+	defer d.vc.Close()
+	d.say("   providers: vCenter simulator at %s, EC2 endpoint at %s; Rancher simulated in memory", d.vc.URL, d.ec2.URL)
+
+	d.say("\n== 1. First syncs: fleetd creates every cluster")
+	if err := d.converge(ctx); err != nil {
+		return err
+	}
+
+	d.say("\n== 2. A merge request is merged: payments-prod gets 8 workers, trading-dev is removed")
+	if err := d.edit("clusters/payments/payments-prod.yaml", "    replicas: 6", "    replicas: 8"); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(d.people, "clusters/trading/trading-dev.yaml")); err != nil {
+		return err
+	}
+	d.now = d.now.Add(10 * time.Minute)
+	if err := d.commitAll("payments: scale payments-prod; trading: remove trading-dev"); err != nil {
+		return err
+	}
+	if err := d.converge(ctx); err != nil {
+		return err
+	}
+
+	d.say("\n== 3. Two days later the temporary cluster qa-pr-77 (ttl: 48h) expires")
+	d.now = d.now.Add(49 * time.Hour)
+	d.rancher.Advance(49 * time.Hour)
+	if err := d.converge(ctx); err != nil {
+		return err
+	}
+
+	files, head, err := d.repo.ReadStatus(ctx)
+	if err != nil {
+		return err
+	}
+	d.say("\n== status/SUMMARY.md on branch %s (%s)\n", statusBranch(fleet), short(head))
+	d.say("%s", files[reconcile.SummaryFile])
+	logOut, err := exec.CommandContext(ctx, "git", "-C", d.people, "log", "--format=%h %s", statusBranch(fleet)).Output()
+	if err != nil {
+		return fmt.Errorf("git log: %w", err)
+	}
+	d.say("== The history of the fleet, as teams read it (git log %s)\n%s", statusBranch(fleet), logOut)
+	return nil
+}
+
+// startProviders serves every provider of the fleet from a simulator on
+// 127.0.0.1 and builds the real providers against them.
+func (d *demo) startProviders(ctx context.Context, fleet *schema.Fleet) error {
+	d.ec2 = ec2test.New()
+	// The simulator's template takes the name the fleet's vSphere providers
+	// clone from.
+	opts := vcsimserver.Options{}
+	for _, p := range fleet.Spec.Providers {
+		if p.VSphere != nil {
+			opts.Template = p.VSphere.Template
+		}
+	}
+	vc, err := vcsimserver.Start(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("vCenter simulator: %w", err)
+	}
+	d.vc = vc
+	caFile := filepath.Join(d.dir, "vcenter-ca.pem")
+	if err := vc.WriteCA(caFile); err != nil {
+		return err
+	}
+	d.rancher = reconciletest.NewWorld(d.now)
+	rw := d.rancher.World(fleet.Spec.Rancher != nil)
+	d.world = reconcile.World{Providers: map[string]reconcile.Provider{}, Registry: rw.Registry, Nodes: rw.Nodes}
+	for _, p := range fleet.Spec.Providers {
+		var (
+			prov reconcile.Provider
+			err  error
+		)
+		switch p.Type {
+		case schema.ProviderAWS:
+			for i, subnet := range p.AWS.Subnets {
+				d.ec2.AddSubnet(subnet, p.AWS.Region+string(rune('a'+i%3)))
+			}
+			for _, image := range awsImages(fleet, p) {
+				d.ec2.AddImage(image, "/dev/sda1")
+			}
+			prov, err = aws.New(ctx, aws.Config{
+				Fleet: fleet.Spec.Name, Name: p.Name, Spec: *p.AWS, Endpoint: d.ec2.URL,
+				Credentials: credentials.NewStaticCredentialsProvider(ec2test.AccessKeyID, ec2test.SecretAccessKey, ""),
+				Logger:      d.log.With("provider", p.Name),
+			})
+		case schema.ProviderVSphere:
+			spec := vc.Spec(p.VSphere.Folder, "", caFile)
+			prov, err = vsphere.New(ctx, vsphere.Config{
+				Fleet: fleet.Spec.Name, Name: p.Name, Spec: spec, Username: "demo", Password: "demo",
+				Logger: d.log.With("provider", p.Name),
+			})
+		}
+		if err != nil {
+			return fmt.Errorf("provider %s: %w", p.Name, err)
+		}
+		d.world.Providers[p.Name] = prov
+	}
+	return nil
+}
+
+// awsImages lists the images a fleet's clusters use on provider p.
+func awsImages(fleet *schema.Fleet, p schema.Provider) []string {
+	set := map[string]bool{}
+	if p.AWS.Image != "" {
+		set[p.AWS.Image] = true
+	}
+	for _, s := range fleet.Spec.Sizes {
+		if s.AWS != nil && s.AWS.Image != "" {
+			set[s.AWS.Image] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for img := range set {
+		out = append(out, img)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// converge syncs until the plan is empty and nothing is in progress, letting
+// simulated time pass between syncs: machines boot and join Rancher.
+func (d *demo) converge(ctx context.Context) error {
+	for range d.maxSyncs {
+		done, err := d.sync(ctx)
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		d.tick(ctx)
+	}
+	return fmt.Errorf("the fleet did not converge within %d syncs", d.maxSyncs)
+}
+
+// sync is one sync of the daemon: fetch, load, observe, plan, gate, apply,
+// report. It reports whether the fleet has converged.
+func (d *demo) sync(ctx context.Context) (bool, error) {
+	d.syncs++
+	fr, err := d.repo.Fetch(ctx)
+	if err != nil {
+		return false, err
+	}
+	tree, err := d.repo.FS(ctx, fr.Head)
+	if err != nil {
+		return false, err
+	}
+	fleet, diags := schema.Load(tree)
+	desired := reconcile.Desired{Fleet: fleet, Diagnostics: diags, Revision: fr.Desired}
+	if fleet != nil {
+		created, err := d.repo.CreationTimes(ctx, fr.Head, schema.ClustersDir+"/")
+		if err != nil {
+			return false, err
+		}
+		desired.CreatedAt = map[string]time.Time{}
+		for _, c := range fleet.Clusters {
+			if t, ok := created[c.Path]; ok {
+				desired.CreatedAt[c.Spec.Name] = t
+			}
+		}
+	}
+	prevFiles, _, err := d.repo.ReadStatus(ctx)
+	if err != nil {
+		return false, err
+	}
+	prev, err := reconcile.ReadStatus(mapFS(prevFiles, true))
+	if err != nil {
+		return false, err
+	}
+	r := &reconcile.Reconciler{World: d.world, Logger: d.log, Apply: reconcile.ApplyOptions{Concurrency: 8}}
+	res := r.Sync(ctx, desired, prev, d.now)
+
+	line := fmt.Sprintf("sync %2d  %s  %s", d.syncs, d.now.Format("Jan 02 15:04"), summarize(&res.Plan))
+	if err := res.Err(); err != nil {
+		first, _, _ := strings.Cut(err.Error(), "\n")
+		line += "\n         error: " + first
+	}
+	changes := statusChanges(prev, res.Status)
+	sr, err := d.repo.WriteStatus(ctx, belowStatus(res.Status), fgit.StatusMessage(changes))
+	if err != nil {
+		return false, err
+	}
+	if sr.Committed {
+		line += fmt.Sprintf("\n         status commit %s %q", short(sr.Commit), fgit.StatusMessage(changes).Subject)
+	}
+	d.say("%s", line)
+	return res.Plan.Converged() && res.Err() == nil, nil
+}
+
+// tick lets a minute of simulated time pass: instances boot or finish
+// terminating, Rancher assigns IDs and removes deleted objects, and running
+// machines run their registration command and join their cluster.
+func (d *demo) tick(ctx context.Context) {
+	d.now = d.now.Add(time.Minute)
+	d.rancher.Advance(time.Minute)
+	for _, in := range d.ec2.Instances() {
+		switch in.State {
+		case ec2test.StatePending:
+			_ = d.ec2.SetState(in.ID, ec2test.StateRunning)
+		case ec2test.StateShuttingDown:
+			_ = d.ec2.SetState(in.ID, ec2test.StateTerminated)
+		}
+	}
+	d.rancher.Settle()
+	for _, p := range d.world.Providers {
+		ms, err := p.List(ctx)
+		if err != nil {
+			d.log.Warn("Cannot list machines", "provider", p.Name(), "error", err)
+			continue
+		}
+		for _, m := range ms {
+			if m.State == reconcile.MachineRunning {
+				d.rancher.Join(m.Cluster, m.Name, true)
+			}
+		}
+	}
+}
+
+func summarize(p *reconcile.Plan) string {
+	var buf bytes.Buffer
+	_ = p.WriteText(&buf)
+	lines := strings.Split(buf.String(), "\n")
+	var parts []string
+	for _, l := range lines[1:min(len(lines), 4)] {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	if p.Converged() {
+		return "converged: nothing to do"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// statusChanges lists the clusters whose phase or message changed.
+func statusChanges(prev *reconcile.StatusSet, files map[string][]byte) []fgit.ClusterChange {
+	next, err := reconcile.ReadStatus(mapFS(files, false))
+	if err != nil {
+		return nil
+	}
+	var out []fgit.ClusterChange
+	names := make([]string, 0, len(next.Clusters))
+	for n := range next.Clusters {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		c := next.Clusters[n]
+		if p, ok := prev.Clusters[n]; ok && p.Phase == c.Phase && p.Message == c.Message {
+			continue
+		}
+		out = append(out, fgit.ClusterChange{Cluster: c.Team + "/" + c.Cluster, Summary: string(c.Phase)})
+	}
+	for n, c := range prev.Clusters {
+		if _, ok := next.Clusters[n]; !ok {
+			out = append(out, fgit.ClusterChange{Cluster: c.Team + "/" + c.Cluster, Summary: "removed"})
+		}
+	}
+	return out
+}
+
+// mapFS serves status files as the root of a fleet repo. Keys are paths in
+// the repo (status/...) or, with below set, paths below status/ as the git
+// layer keys them.
+func mapFS(files map[string][]byte, below bool) fs.FS {
+	m := fstest.MapFS{}
+	for p, data := range files {
+		if below {
+			p = path.Join(reconcile.StatusDir, p)
+		}
+		m[p] = &fstest.MapFile{Data: data}
+	}
+	return m
+}
+
+// belowStatus rekeys status files from repo paths to paths below status/.
+func belowStatus(files map[string][]byte) map[string][]byte {
+	out := make(map[string][]byte, len(files))
+	for p, data := range files {
+		out[strings.TrimPrefix(p, reconcile.StatusDir+"/")] = data
+	}
+	return out
+}
+
+func (d *demo) git(args ...string) error {
+	cmd := exec.Command("git", append([]string{"-C", d.people}, args...)...)
+	date := d.now.Format(time.RFC3339)
+	cmd.Env = append(os.Environ(),
+		"GIT_AUTHOR_NAME=Ada Platform", "GIT_AUTHOR_EMAIL=ada@acme.example",
+		"GIT_COMMITTER_NAME=Ada Platform", "GIT_COMMITTER_EMAIL=ada@acme.example",
+		"GIT_AUTHOR_DATE="+date, "GIT_COMMITTER_DATE="+date,
+		"GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func (d *demo) commitAll(msg string) error {
+	if err := d.git("add", "-A"); err != nil {
+		return err
+	}
+	return d.git("commit", "-q", "-m", msg)
+}
+
+func (d *demo) edit(path, old, repl string) error {
+	p := filepath.Join(d.people, path)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	if !bytes.Contains(data, []byte(old)) {
+		return errors.New(path + ": nothing to change")
+	}
+	return os.WriteFile(p, bytes.Replace(data, []byte(old), []byte(repl), 1), 0o644)
+}
+
+func statusBranch(f *schema.Fleet) string {
+	if f.Spec.Status.Branch != "" {
+		return f.Spec.Status.Branch
+	}
+	return schema.DefaultStatusBranch
+}
+
+func author(f *schema.Fleet) fgit.Signature {
+	if a := f.Spec.Status.Author; a != nil {
+		return fgit.Signature{Name: a.Name, Email: a.Email}
+	}
+	return fgit.Signature{}
+}
+
+func short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}

@@ -1,0 +1,131 @@
+package git
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+)
+
+// maxPacks bounds the clone's pack files (Repo.packLimit). Every fetch and every status push
+// adds one; go-git looks an object up in each pack's index in turn, so a
+// daemon running for weeks would slow down without compaction.
+const maxPacks = 16
+
+// compactLocked merges all packs but the largest (normally the clone's)
+// into one when there are more than r.packLimit. Objects are written whole,
+// which is cheap for the small packs of incremental fetches and status
+// pushes. The new pack is in place before any old one is removed, so a crash
+// loses nothing. Failures are logged: compaction is an optimisation.
+func (r *Repo) compactLocked() {
+	if r.closed || r.st == nil {
+		return
+	}
+	dir := filepath.Join(r.dir, "objects", "pack")
+	packs, err := listPacks(dir)
+	if err != nil || len(packs) <= r.packLimit {
+		return
+	}
+	slices.SortFunc(packs, func(a, b packFile) int { return cmp.Compare(b.size, a.size) })
+	small := packs[1:]
+	seen := map[plumbing.Hash]bool{}
+	var hashes []plumbing.Hash
+	for _, p := range small {
+		if err := packHashes(filepath.Join(dir, p.name+".idx"), seen, &hashes); err != nil {
+			r.log.Warn("Could not compact pack files", "error", err.Error())
+			return
+		}
+	}
+	w, err := r.st.PackfileWriter()
+	if err == nil {
+		_, err = packfile.NewEncoder(w, r.st, false).Encode(hashes, 0)
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		r.log.Warn("Could not compact pack files", "error", err.Error())
+		return
+	}
+	after, err := listPacks(dir)
+	if err != nil || len(after) != len(packs)+1 {
+		// The new pack's name is one of the old ones: nothing to remove.
+		return
+	}
+	// Close the open packs before removing files under them.
+	_ = r.st.Close()
+	for _, p := range small {
+		for _, ext := range []string{".idx", ".pack"} {
+			if err := os.Remove(filepath.Join(dir, p.name+ext)); err != nil {
+				r.log.Warn("Could not remove compacted pack file", "error", err.Error())
+			}
+		}
+	}
+	r.st = openStorage(r.dir)
+	r.log.Info("Compacted pack files", "packs", len(small), "objects", len(hashes))
+}
+
+type packFile struct {
+	name string // "pack-<sha>"
+	size int64
+}
+
+func listPacks(dir string) ([]packFile, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []packFile
+	for _, e := range ents {
+		base, ok := strings.CutSuffix(e.Name(), ".pack")
+		if !ok || !strings.HasPrefix(base, "pack-") {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, packFile{name: base, size: fi.Size()})
+	}
+	return out, nil
+}
+
+// packHashes appends the objects an index lists to hashes, once each.
+func packHashes(idxPath string, seen map[plumbing.Hash]bool, hashes *[]plumbing.Hash) error {
+	f, err := os.Open(idxPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	idx := idxfile.NewMemoryIndex()
+	if err := idxfile.NewDecoder(f).Decode(idx); err != nil {
+		return fmt.Errorf("read %s: %w", filepath.Base(idxPath), err)
+	}
+	it, err := idx.Entries()
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for {
+		e, err := it.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if !seen[e.Hash] {
+			seen[e.Hash] = true
+			*hashes = append(*hashes, e.Hash)
+		}
+	}
+	return nil
+}
