@@ -3,16 +3,20 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"testing/fstest"
 	"time"
 
+	gogit "github.com/go-git/go-git/v5"
 	"github.com/spf13/cobra"
 
+	fgit "github.com/fleetd/fleetd/internal/git"
 	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/schema"
 )
@@ -28,6 +32,7 @@ func init() {
 func newPlanCmd() *cobra.Command {
 	var (
 		observed, output, now string
+		statusRef             string
 		detailed              bool
 	)
 	cmd := &cobra.Command{
@@ -67,7 +72,7 @@ problems; with --detailed-exitcode, 2 also when the plan changes something.`,
 			if err != nil {
 				return err
 			}
-			prev, err := readStatusDir(dir)
+			prev, err := readPlanStatus(dir, fleet, statusRef)
 			if err != nil {
 				return err
 			}
@@ -104,7 +109,46 @@ problems; with --detailed-exitcode, 2 also when the plan changes something.`,
 	f.StringVarP(&output, "output", "o", "text", "output format: text, markdown or json")
 	f.BoolVar(&detailed, "detailed-exitcode", false, "exit 2 when the plan changes something")
 	f.StringVar(&now, "now", "", "plan as of this time (RFC 3339), for TTLs; default the current time")
+	f.StringVar(&statusRef, "status-ref", "", "read status/ from this revision of DIR's git clone (default: DIR/status/ when present, else origin/<status branch> when the clone has it)")
 	return cmd
+}
+
+// readPlanStatus reads the last observed state for plan: from the revision
+// statusRef of DIR's clone when given; otherwise from DIR/status/ when it
+// exists, else from origin/<status branch> when DIR is a clone that has it
+// (the fleet keeps status on its own branch); with neither, the world is
+// empty and the plan creates everything.
+func readPlanStatus(dir string, fleet *schema.Fleet, statusRef string) (*reconcile.StatusSet, error) {
+	if statusRef == "" {
+		if info, err := os.Stat(filepath.Join(dir, reconcile.StatusDir)); err == nil && info.IsDir() {
+			return readStatusDir(dir)
+		}
+	}
+	ref := statusRef
+	if ref == "" {
+		branch := fleet.Spec.Status.Branch
+		if branch == "" {
+			branch = schema.DefaultStatusBranch
+		}
+		ref = "origin/" + branch
+	}
+	files, err := fgit.ReadLocalFiles(dir, ref, reconcile.StatusDir)
+	switch {
+	case err == nil:
+	case statusRef == "" && (errors.Is(err, gogit.ErrRepositoryNotExists) || errors.Is(err, fgit.ErrRevisionNotFound)):
+		return &reconcile.StatusSet{Clusters: map[string]*reconcile.ClusterStatus{}}, nil
+	default:
+		return nil, usageError(fmt.Errorf("cannot read status from %s: %w", ref, err))
+	}
+	fsys := fstest.MapFS{}
+	for p, data := range files {
+		fsys[p] = &fstest.MapFile{Data: data}
+	}
+	set, err := reconcile.ReadStatus(fsys)
+	if err != nil {
+		return nil, usageError(fmt.Errorf("status at %s: %w", ref, err))
+	}
+	return set, nil
 }
 
 func writePlan(w io.Writer, p *reconcile.Plan, format string) error {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -158,25 +159,7 @@ func TestApplyThenPlanFromStatus(t *testing.T) {
 	}
 
 	// Apply until converged; status files follow the world.
-	var out string
-	for i := 0; ; i++ {
-		var code int
-		var stderr string
-		code, out, stderr = run(t, "apply", dir)
-		if code != 0 {
-			t.Fatalf("apply %d: exit %d: %s", i, code, stderr)
-		}
-		if strings.Contains(stderr, "token") && strings.Contains(stderr, "SECRET-TOKEN") {
-			t.Fatal("a registration token in the log")
-		}
-		w.Settle()
-		if strings.Contains(out, "no cluster changes; 9 unchanged") {
-			break
-		}
-		if i == 10 {
-			t.Fatalf("apply does not converge:\n%s", out)
-		}
-	}
+	applyUntilConverged(t, dir, w)
 	summary, err := os.ReadFile(filepath.Join(dir, "status", "SUMMARY.md"))
 	if err != nil || !bytes.Contains(summary, []byte("9 clusters, 9 ready")) {
 		t.Fatalf("summary: %v\n%s", err, summary)
@@ -236,3 +219,69 @@ func TestApplyReportsFailures(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// applyUntilConverged runs fleetd apply on dir against the fake world until
+// nothing changes.
+func applyUntilConverged(t *testing.T, dir string, w *reconciletest.World) {
+	t.Helper()
+	for i := 0; ; i++ {
+		code, out, stderr := run(t, "apply", dir)
+		if code != 0 {
+			t.Fatalf("apply %d: exit %d: %s", i, code, stderr)
+		}
+		if strings.Contains(stderr, "token") && strings.Contains(stderr, "SECRET-TOKEN") {
+			t.Fatal("a registration token in the log")
+		}
+		w.Settle()
+		if strings.Contains(out, "no cluster changes; 9 unchanged") {
+			return
+		}
+		if i == 10 {
+			t.Fatalf("apply does not converge:\n%s", out)
+		}
+	}
+}
+
+// TestPlanReadsStatusBranch: a fleet that keeps status on its own branch
+// plans against origin/<status branch> of the clone, or --status-ref.
+func TestPlanReadsStatusBranch(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git binary not installed")
+	}
+	dir := exampleRepo(t)
+	w := reconciletest.NewWorld(time.Now())
+	withFakeWorld(t, w)
+	applyUntilConverged(t, dir, w)
+
+	git := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=Test", "-c", "user.email=test@example.com"}, args...)...)
+		cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v: %s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q", "-b", "main")
+	git("add", "-A")
+	git("commit", "-q", "-m", "fleet and its status")
+	git("update-ref", "refs/remotes/origin/fleet-status", git("rev-parse", "HEAD"))
+	if err := os.RemoveAll(filepath.Join(dir, "status")); err != nil {
+		t.Fatal(err)
+	}
+
+	if code, out, stderr := run(t, "plan", dir, "--detailed-exitcode"); code != 0 {
+		t.Errorf("plan from origin/fleet-status: exit %d: %s%s", code, out, stderr)
+	}
+	if code, out, stderr := run(t, "plan", dir, "--detailed-exitcode", "--status-ref", "main"); code != 0 {
+		t.Errorf("plan from --status-ref main: exit %d: %s%s", code, out, stderr)
+	}
+	if code, _, stderr := run(t, "plan", dir, "--status-ref", "no-such-branch"); code != exitUsage || !strings.Contains(stderr, "no-such-branch") {
+		t.Errorf("unknown ref: exit %d: %s", code, stderr)
+	}
+	git("update-ref", "-d", "refs/remotes/origin/fleet-status")
+	if code, out, _ := run(t, "plan", dir, "--detailed-exitcode"); code != exitChanges || !strings.Contains(out, "9 to create") {
+		t.Errorf("without any status: exit %d, want a creation plan:\n%s", code, out)
+	}
+}

@@ -214,4 +214,3 @@ func codeQuality(diags schema.Diagnostics) []codeQualityIssue {
 	}
 	return out
 }
-

@@ -17,18 +17,8 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errOut.String()
 }
 
-// copyExample copies the example fleet into a temporary directory.
-func copyExample(t *testing.T) string {
-	t.Helper()
-	dst := t.TempDir()
-	if err := os.CopyFS(dst, os.DirFS("../../examples/fleet-repo")); err != nil {
-		t.Fatal(err)
-	}
-	return dst
-}
-
 func TestValidateExitCodes(t *testing.T) {
-	broken := copyExample(t)
+	broken := exampleRepo(t)
 	bad := filepath.Join(broken, "clusters/qa/qa-pr-77.yaml")
 	data, _ := os.ReadFile(bad)
 	if err := os.WriteFile(bad, bytes.Replace(data, []byte("ttl: 48h"), []byte("ttl: 2 days"), 1), 0o644); err != nil {
@@ -66,7 +56,7 @@ func TestValidateExitCodes(t *testing.T) {
 }
 
 func TestValidateGitLabReport(t *testing.T) {
-	dir := copyExample(t)
+	dir := exampleRepo(t)
 	p := filepath.Join(dir, "clusters/qa/qa-pr-77.yaml")
 	data, _ := os.ReadFile(p)
 	if err := os.WriteFile(p, bytes.Replace(data, []byte("class: single"), []byte("class: singel"), 1), 0o644); err != nil {

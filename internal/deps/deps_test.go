@@ -38,7 +38,7 @@ var rules = []struct {
 
 // testOnly lists what tests may import beyond their package's rule.
 var testOnly = map[string][]string{
-	"providers/aws/...":     {"providers/providertest", "github.com/sivchari/kumo"},
+	"providers/aws/...":     {"providers/providertest", "providers/aws", "github.com/sivchari/kumo"},
 	"providers/vsphere/...": {"providers/providertest", "internal/vcsimserver", "github.com/vmware/govmomi"},
 	"reconcile":             {"reconcile/reconciletest"},
 	"internal/git":          {"golang.org/x/crypto"},

@@ -30,6 +30,7 @@ func TestKumoPeer(t *testing.T) {
 	// Someone else's instance, launched with the plain SDK client.
 	client := ec2.New(ec2.Options{
 		Region: testRegion, Credentials: creds, BaseEndpoint: sdkaws.String(srv.URL),
+		HTTPClient: aws.WithReadOnlyBodies(nil),
 	})
 	out, err := client.RunInstances(ctx, &ec2.RunInstancesInput{
 		ImageId: sdkaws.String(testImage), InstanceType: types.InstanceTypeT3Micro,

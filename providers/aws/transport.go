@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 )
 
 // readOnlyBodies is the provider's HTTP client: the SDK's, with request
@@ -37,3 +38,13 @@ type readOnlyBody struct{ rc io.ReadCloser }
 
 func (b readOnlyBody) Read(p []byte) (int, error) { return b.rc.Read(p) }
 func (b readOnlyBody) Close() error               { return b.rc.Close() }
+
+// WithReadOnlyBodies wraps an SDK HTTP client (nil: the SDK's default) the
+// way the provider's own client is wrapped, for other clients of an EC2
+// endpoint such as tests of the protocol server.
+func WithReadOnlyBodies(next sdkaws.HTTPClient) sdkaws.HTTPClient {
+	if next == nil {
+		next = awshttp.NewBuildableClient()
+	}
+	return readOnlyBodies{next: next}
+}

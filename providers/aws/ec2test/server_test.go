@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/fleetd/fleetd/providers/aws"
 	"github.com/fleetd/fleetd/providers/aws/ec2test"
 )
 
@@ -28,6 +29,9 @@ func newClient(t *testing.T, srv *ec2test.Server, akid, secret string) *ec2.Clie
 		Credentials:      credentials.NewStaticCredentialsProvider(akid, secret, ""),
 		BaseEndpoint:     sdkaws.String(srv.URL),
 		RetryMaxAttempts: 1,
+		// The provider's wrapping keeps a request body's final read from
+		// dropping the connection (see aws.WithReadOnlyBodies).
+		HTTPClient: aws.WithReadOnlyBodies(nil),
 	})
 }
 
