@@ -499,16 +499,15 @@ func (c *fleetChecker) effectiveAccess(f *file) []EffectiveAccess {
 func (c *fleetChecker) checkLabels(f *file) {
 	for _, k := range sortedKeys(f.spec.Labels) {
 		v := f.spec.Labels[k]
-		kp := f.doc.keyPos("labels", k)
-		field := f.doc.fieldPath([]string{"labels", k})
+		// Positions are looked up only for a problem: most labels are fine.
+		field := func() string { return f.doc.fieldPath([]string{"labels", k}) }
 		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
-			f.errorf(kp, field, "labels", "%q is not a valid label key: %s", k, strings.Join(errs, "; "))
+			f.errorf(f.doc.keyPos("labels", k), field(), "labels", "%q is not a valid label key: %s", k, strings.Join(errs, "; "))
 		} else if strings.HasPrefix(k, "fleetd.io/") {
-			f.errorf(kp, field, "labels", "the fleetd.io/ prefix is reserved for the marks fleetd sets itself")
+			f.errorf(f.doc.keyPos("labels", k), field(), "labels", "the fleetd.io/ prefix is reserved for the marks fleetd sets itself")
 		}
 		if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
-			vp := f.doc.valuePos("labels", k)
-			f.errorf(vp, field, "labels", "%q is not a valid label value: %s", v, strings.Join(errs, "; "))
+			f.errorf(f.doc.valuePos("labels", k), field(), "labels", "%q is not a valid label value: %s", v, strings.Join(errs, "; "))
 		}
 	}
 }

@@ -2,10 +2,13 @@ package schema
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	yaml "go.yaml.in/yaml/v3"
@@ -30,10 +33,27 @@ type position struct{ line, col int }
 type document struct {
 	path string
 	root any
+	// node is the parsed YAML, kept to locate values when a diagnostic
+	// needs a position.
+	node   *yaml.Node
+	budget int
 	// vals and keys map a JSON pointer (tokens joined by ptrSep) to the
-	// position of the value and of the mapping key that holds it.
-	vals map[string]position
-	keys map[string]position
+	// position of the value and of the mapping key that holds it. They are
+	// built on the first position asked for: most files have no problem,
+	// and then the loader never pays for them.
+	indexOnce sync.Once
+	vals      map[string]position
+	keys      map[string]position
+}
+
+// index builds vals and keys by converting the node again, recording
+// positions. The first conversion succeeded, so this one does too.
+func (d *document) index() {
+	d.indexOnce.Do(func() {
+		d.vals, d.keys = map[string]position{}, map[string]position{}
+		c := converter{doc: d, budget: d.budget, record: true}
+		_, _ = c.value(d.node, nil, 0)
+	})
 }
 
 const ptrSep = "\x00"
@@ -43,6 +63,7 @@ func ptrKey(tokens []string) string { return strings.Join(tokens, ptrSep) }
 // valuePos returns the position of the value at tokens, or of its nearest
 // ancestor that has one.
 func (d *document) valuePos(tokens ...string) position {
+	d.index()
 	for i := len(tokens); i >= 0; i-- {
 		if p, ok := d.vals[ptrKey(tokens[:i])]; ok {
 			return p
@@ -54,6 +75,7 @@ func (d *document) valuePos(tokens ...string) position {
 // keyPos returns the position of the mapping key that holds the value at
 // tokens; for array elements and the root it is the value's position.
 func (d *document) keyPos(tokens ...string) position {
+	d.index()
 	if p, ok := d.keys[ptrKey(tokens)]; ok {
 		return p
 	}
@@ -127,13 +149,17 @@ func parseDocument(path string, data []byte) (*document, *parseError) {
 	// Editors on Windows may start a file with a byte order mark; YAML
 	// allows it, and the parser would otherwise read it as content.
 	data = bytes.TrimPrefix(data, []byte("\ufeff"))
-	if strings.TrimSpace(stripComments(data)) == "" {
-		return nil, &parseError{pos: position{1, 1}, check: "yaml", msg: "the file is empty: expected one YAML document"}
-	}
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	empty := &parseError{pos: position{1, 1}, check: "yaml", msg: "the file is empty: expected one YAML document"}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var root yaml.Node
 	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, empty
+		}
 		return nil, yamlSyntaxError(err, data)
+	}
+	if len(root.Content) == 0 || (root.Content[0].Kind == yaml.ScalarNode && root.Content[0].ShortTag() == "!!null" && root.Content[0].Value == "") {
+		return nil, empty
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
@@ -144,11 +170,11 @@ func parseDocument(path string, data []byte) (*document, *parseError) {
 		}
 		return nil, &parseError{pos: position{docStartLine(data, line), 1}, check: "yaml",
 			msg: "a second YAML document: a fleet file holds exactly one document; remove the '---' and what follows or move it to a file of its own"}
-	case err.Error() != "EOF":
+	case !errors.Is(err, io.EOF):
 		return nil, yamlSyntaxError(err, data)
 	}
-	doc := &document{path: path, vals: map[string]position{}, keys: map[string]position{}}
-	c := converter{doc: doc, budget: countNodes(&root, 0) + aliasAllowance}
+	doc := &document{path: path, node: &root, budget: countNodes(&root, 0) + aliasAllowance}
+	c := converter{doc: doc, budget: doc.budget}
 	v, perr := c.value(&root, nil, 0)
 	if perr != nil {
 		return nil, perr
@@ -167,18 +193,6 @@ func docStartLine(data []byte, line int) int {
 		}
 	}
 	return line
-}
-
-func stripComments(data []byte) string {
-	var b strings.Builder
-	for _, l := range strings.Split(string(data), "\n") {
-		t := strings.TrimSpace(l)
-		if t == "" || strings.HasPrefix(t, "#") || t == "---" || t == "..." {
-			continue
-		}
-		b.WriteString(t)
-	}
-	return b.String()
 }
 
 func invalidUTF8(data []byte) *parseError {
@@ -242,6 +256,8 @@ func countNodes(n *yaml.Node, depth int) int {
 type converter struct {
 	doc    *document
 	budget int
+	// record makes the converter note every value's and key's position.
+	record bool
 }
 
 func (c *converter) fail(n *yaml.Node, tokens []string, check, format string, args ...any) *parseError {
@@ -277,9 +293,11 @@ func (c *converter) value(n *yaml.Node, tokens []string, depth int) (any, *parse
 	if depth > maxDepth {
 		return nil, c.fail(n, tokens, "yaml", "values nest deeper than %d levels", maxDepth)
 	}
-	key := ptrKey(tokens)
-	if _, seen := c.doc.vals[key]; !seen {
-		c.doc.vals[key] = position{n.Line, n.Column}
+	if c.record {
+		key := ptrKey(tokens)
+		if _, seen := c.doc.vals[key]; !seen {
+			c.doc.vals[key] = position{n.Line, n.Column}
+		}
 	}
 	switch n.Kind {
 	case yaml.DocumentNode:
@@ -333,7 +351,9 @@ func (c *converter) mapping(n *yaml.Node, tokens []string, depth int) (any, *par
 			return nil, c.fail(k, child, "duplicate-key", "duplicate key %q (first defined at line %d): YAML keys must be unique, remove one", name, p.line)
 		}
 		first[name] = position{k.Line, k.Column}
-		c.doc.keys[ptrKey(child)] = position{k.Line, k.Column}
+		if c.record {
+			c.doc.keys[ptrKey(child)] = position{k.Line, k.Column}
+		}
 		val, err := c.value(v, child, depth+1)
 		if err != nil {
 			return nil, err
