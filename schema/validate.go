@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"strconv"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
