@@ -175,4 +175,3 @@ func TestRuleMatching(t *testing.T) {
 		t.Error("an external import outside the list must be refused")
 	}
 }
-
