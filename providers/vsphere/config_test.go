@@ -133,6 +133,16 @@ func TestMissingInventoryStalls(t *testing.T) {
 			}
 		})
 	}
+	t.Run("template reported once for many machines", func(t *testing.T) {
+		cfg := s.config("acme")
+		cfg.Spec.Template = "no-such-template"
+		p := s.provider(t, cfg)
+		specs := []reconcile.MachineSpec{spec("prod", "workers", 0), spec("prod", "workers", 1), spec("prod", "workers", 2)}
+		_, err := p.Create(t.Context(), specs)
+		if err == nil || strings.Count(err.Error(), "no-such-template") != strings.Count(strings.SplitN(err.Error(), "\n", 2)[0], "no-such-template") {
+			t.Errorf("Create: %v, want the missing template reported once", err)
+		}
+	})
 	t.Run("sizes", func(t *testing.T) {
 		p := s.provider(t, s.config("acme"))
 		sp := spec("prod", "workers", 0)

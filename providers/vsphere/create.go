@@ -109,7 +109,23 @@ func (p *Provider) Create(ctx context.Context, specs []reconcile.MachineSpec) ([
 			out = append(out, *m)
 		}
 	}
-	return out, errors.Join(append(groupErrs, errs...)...)
+	return out, joinDistinct(append(groupErrs, errs...))
+}
+
+// joinDistinct joins errs, keeping one of each message: a failure that is
+// not about one machine (a missing template) is reported once, not once per
+// machine.
+func joinDistinct(errs []error) error {
+	seen := map[string]bool{}
+	var out []error
+	for _, err := range errs {
+		if err == nil || seen[err.Error()] {
+			continue
+		}
+		seen[err.Error()] = true
+		out = append(out, err)
+	}
+	return errors.Join(out...)
 }
 
 func validateSpecs(specs []reconcile.MachineSpec) error {
