@@ -3,10 +3,12 @@ package main
 import (
 	"fmt"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
+	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/schema"
 )
 
@@ -65,17 +67,28 @@ func newShowCmd() *cobra.Command {
 	return cmd
 }
 
-// showAll prints one line per pool of every cluster.
+// showAll prints one line per pool of every cluster, with each cluster's
+// cost per month as the planner prices it (an empty world: everything is
+// to be created, so the cost after is the spec's own cost).
 func showAll(cmd *cobra.Command, fleet *schema.Fleet) error {
+	plan := reconcile.Compute(reconcile.Desired{Fleet: fleet}, reconcile.Observed{}, fleet.Spec.Policy.Limits(), time.Now())
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "TEAM\tCLUSTER\tPROVIDER\tVERSION\tPOOL\tROLES\tREPLICAS\tSIZE")
+	fmt.Fprintln(w, "TEAM\tCLUSTER\tPROVIDER\tVERSION\tPOOL\tROLES\tREPLICAS\tSIZE\tCOST/MONTH")
 	for _, c := range fleet.Clusters {
 		e := c.Effective
-		for _, p := range e.Pools {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", e.Team, e.Name, e.Provider, e.KubernetesVersion,
-				p.Name, joinRoles(p.Roles), p.Replicas, p.SizeName)
+		cost := "?"
+		if cp := plan.Cluster(e.Name); cp != nil {
+			cost = cp.After.MonthlyText()
+		}
+		for i, p := range e.Pools {
+			if i > 0 {
+				cost = ""
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%10s\n", e.Team, e.Name, e.Provider, e.KubernetesVersion,
+				p.Name, joinRoles(p.Roles), p.Replicas, p.SizeName, cost)
 		}
 	}
+	fmt.Fprintf(w, "fleet\t\t\t\t\t\t\t\t%10s\n", plan.After.MonthlyText())
 	return w.Flush()
 }
 

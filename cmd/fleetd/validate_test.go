@@ -40,6 +40,7 @@ func TestValidateExitCodes(t *testing.T) {
 		{"unknown schema", []string{"schema", "machine"}, 2, ""},
 		{"show", []string{"show", "qa-pr-77", "../../examples/fleet-repo"}, 0, "ttl: 48h"},
 		{"show unknown", []string{"show", "nope", "../../examples/fleet-repo"}, 1, ""},
+		{"show all with cost", []string{"show", "--all", "../../examples/fleet-repo"}, 0, "8976.81"},
 		{"version", []string{"version"}, 0, "fleetd "},
 	}
 	for _, tt := range tests {
