@@ -257,7 +257,7 @@ func TestLoadDiagnostics(t *testing.T) {
 			[]string{cf + `:7:1: team: duplicate key "team" (first defined at line 4)`}},
 		{"two documents", cluster("---\nname: other\n"),
 			[]string{cf + ":7:1: a second YAML document"}},
-		{"alias bomb", map[string]string{cf: aliasBomb}, []string{cf + ":"}},
+		{"alias bomb", map[string]string{cf: aliasBomb}, []string{cf + ":4:29: d[7]: alias *c expands to too many values"}},
 		{"invalid utf-8", cluster("labels: {env: \"\xff\"}\n"),
 			[]string{cf + ":7:16: invalid UTF-8"}},
 		{"empty file", map[string]string{cf: "# nothing\n"},

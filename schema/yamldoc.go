@@ -288,7 +288,7 @@ func (d *document) fieldPathPartial(tokens []string) string {
 func (c *converter) value(n *yaml.Node, tokens []string, depth int) (any, *parseError) {
 	c.budget--
 	if c.budget < 0 {
-		return nil, c.fail(n, tokens, "yaml", "aliases expand to too many values (more than %d beyond the file's own): refusing a possible alias bomb", aliasAllowance)
+		return nil, c.fail(n, tokens, "alias-bomb", "aliases expand to too many values (more than %d beyond the file's own): refusing a possible alias bomb", aliasAllowance)
 	}
 	if depth > maxDepth {
 		return nil, c.fail(n, tokens, "yaml", "values nest deeper than %d levels", maxDepth)
@@ -309,7 +309,14 @@ func (c *converter) value(n *yaml.Node, tokens []string, depth int) (any, *parse
 		if n.Alias == nil {
 			return nil, c.fail(n, tokens, "yaml", "alias to an unknown anchor")
 		}
-		return c.value(n.Alias, tokens, depth+1)
+		v, err := c.value(n.Alias, tokens, depth+1)
+		if err != nil && err.check == "alias-bomb" {
+			// Point at the outermost alias whose expansion ran out of
+			// budget: the place a person wrote, not a node deep inside.
+			err.pos, err.field = position{n.Line, n.Column}, c.doc.fieldPathPartial(tokens)
+			err.msg = fmt.Sprintf("alias *%s expands to too many values (more than %d beyond the file's own): refusing a possible alias bomb", n.Value, aliasAllowance)
+		}
+		return v, err
 	case yaml.SequenceNode:
 		out := make([]any, 0, len(n.Content))
 		for i, item := range n.Content {
