@@ -206,13 +206,13 @@ func (d *demo) startProviders(ctx context.Context, fleet *schema.Fleet) error {
 			prov, err = aws.New(ctx, aws.Config{
 				Fleet: fleet.Spec.Name, Name: p.Name, Spec: *p.AWS, Endpoint: d.ec2.URL,
 				Credentials: credentials.NewStaticCredentialsProvider(ec2test.AccessKeyID, ec2test.SecretAccessKey, ""),
-				Logger:      d.log.With("provider", p.Name),
+				Logger:      d.log,
 			})
 		case schema.ProviderVSphere:
 			spec := vc.Spec(p.VSphere.Folder, "", caFile)
 			prov, err = vsphere.New(ctx, vsphere.Config{
 				Fleet: fleet.Spec.Name, Name: p.Name, Spec: spec, Username: "demo", Password: "demo",
-				Logger: d.log.With("provider", p.Name),
+				Logger: d.log,
 			})
 		}
 		if err != nil {

@@ -23,7 +23,8 @@ func buildWorld(ctx context.Context, fleet *schema.Fleet, logger *slog.Logger) (
 	}
 	providers = map[string]reconcile.Provider{}
 	for _, p := range fleet.Spec.Providers {
-		plog := logger.With("provider", p.Name)
+		// Each provider attaches its name and the fleet to its own logs.
+		plog := logger
 		var (
 			prov reconcile.Provider
 			perr error
