@@ -404,13 +404,14 @@ func readyCondition(st *ClusterStatus) Condition {
 // keeps its previous time.
 func conditions(prev *ClusterStatus, now time.Time, conds []Condition) []Condition {
 	for i := range conds {
-		conds[i].LastTransitionTime = now.UTC().Truncate(time.Second)
+		c := &conds[i]
+		c.LastTransitionTime = now.UTC().Truncate(time.Second)
 		if prev == nil {
 			continue
 		}
 		for _, pcnd := range prev.Conditions {
-			if pcnd.Type == conds[i].Type && pcnd.Status == conds[i].Status {
-				conds[i].LastTransitionTime = pcnd.LastTransitionTime.UTC()
+			if pcnd.Type == c.Type && pcnd.Status == c.Status {
+				c.LastTransitionTime = pcnd.LastTransitionTime.UTC()
 			}
 		}
 	}

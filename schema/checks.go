@@ -172,7 +172,7 @@ func (c *fleetChecker) teamNames() []string {
 
 // checkPrices warns once per provider and instance type (or vSphere provider)
 // that clusters use without a price: their cost is unknown.
-func (c *fleetChecker) checkPrices(fleet *Fleet) {
+func (c *fleetChecker) checkPrices() {
 	f, s := c.f, c.spec
 	for _, key := range sortedPairs(c.used) {
 		prov, size := key[0], key[1]

@@ -77,7 +77,7 @@ func Load(fsys fs.FS) (*Fleet, Diagnostics) {
 		if !fleetF.diags.HasErrors() {
 			fleet = &Fleet{Spec: *fleetF.fleet}
 			l.checkClusters(fc, fleet, clusters)
-			fc.checkPrices(fleet)
+			fc.checkPrices()
 		}
 	}
 	for _, f := range files {

@@ -435,7 +435,7 @@ func TestSchemasCompile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"fleet", "cluster"} {
-		if _, err := SchemaJSON(k); err != nil {
+		if _, err := JSONSchema(k); err != nil {
 			t.Error(err)
 		}
 	}

@@ -24,9 +24,9 @@ var (
 	clusterSchemaJSON []byte
 )
 
-// SchemaJSON returns the JSON Schema of a kind ("fleet" or "cluster"), as
+// JSONSchema returns the JSON Schema of a kind ("fleet" or "cluster"), as
 // embedded in the binary, for editors and the YAML language server.
-func SchemaJSON(name string) ([]byte, error) {
+func JSONSchema(name string) ([]byte, error) {
 	switch strings.ToLower(name) {
 	case "fleet":
 		return slices.Clone(fleetSchemaJSON), nil

@@ -53,7 +53,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(tmp)
+		defer func() { _ = os.RemoveAll(tmp) }()
 		*workDir = tmp
 	}
 	level := slog.LevelWarn
@@ -101,10 +101,10 @@ func (d *demo) run(ctx context.Context, src string) error {
 	if err := os.CopyFS(d.people, os.DirFS(src)); err != nil {
 		return fmt.Errorf("copy %s: %w", src, err)
 	}
-	if err := d.git("init", "-q", "-b", "main"); err != nil {
+	if err := d.git(ctx, "init", "-q", "-b", "main"); err != nil {
 		return err
 	}
-	if err := d.commitAll("Add the ACME fleet"); err != nil {
+	if err := d.commitAll(ctx, "Add the ACME fleet"); err != nil {
 		return err
 	}
 	repo, err := fgit.Open(ctx, fgit.Options{
@@ -138,7 +138,7 @@ func (d *demo) run(ctx context.Context, src string) error {
 		return err
 	}
 	d.now = d.now.Add(10 * time.Minute)
-	if err := d.commitAll("payments: scale payments-prod; trading: remove trading-dev"); err != nil {
+	if err := d.commitAll(ctx, "payments: scale payments-prod; trading: remove trading-dev"); err != nil {
 		return err
 	}
 	if err := d.converge(ctx); err != nil {
@@ -407,8 +407,8 @@ func belowStatus(files map[string][]byte) map[string][]byte {
 	return out
 }
 
-func (d *demo) git(args ...string) error {
-	cmd := exec.Command("git", append([]string{"-C", d.people}, args...)...)
+func (d *demo) git(ctx context.Context, args ...string) error {
+	cmd := exec.CommandContext(ctx, "git", append([]string{"-C", d.people}, args...)...)
 	date := d.now.Format(time.RFC3339)
 	cmd.Env = append(os.Environ(),
 		"GIT_AUTHOR_NAME=Ada Platform", "GIT_AUTHOR_EMAIL=ada@acme.example",
@@ -421,11 +421,11 @@ func (d *demo) git(args ...string) error {
 	return nil
 }
 
-func (d *demo) commitAll(msg string) error {
-	if err := d.git("add", "-A"); err != nil {
+func (d *demo) commitAll(ctx context.Context, msg string) error {
+	if err := d.git(ctx, "add", "-A"); err != nil {
 		return err
 	}
-	return d.git("commit", "-q", "-m", msg)
+	return d.git(ctx, "commit", "-q", "-m", msg)
 }
 
 func (d *demo) edit(path, old, repl string) error {
@@ -437,7 +437,7 @@ func (d *demo) edit(path, old, repl string) error {
 	if !bytes.Contains(data, []byte(old)) {
 		return errors.New(path + ": nothing to change")
 	}
-	return os.WriteFile(p, bytes.Replace(data, []byte(old), []byte(repl), 1), 0o644)
+	return os.WriteFile(p, bytes.Replace(data, []byte(old), []byte(repl), 1), 0o644) //nolint:gosec // p is a file of the demo's own repository
 }
 
 func statusBranch(f *schema.Fleet) string {

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -93,43 +95,58 @@ I/O problems (including providers that cannot be reached).`,
 // whose content differs and removes the status files that are no longer
 // there. It touches nothing in status/ that fleetd does not write.
 func writeStatusDir(dir string, files map[string][]byte) error {
-	root := filepath.Join(dir, reconcile.StatusDir)
+	if err := os.MkdirAll(filepath.Join(dir, reconcile.StatusDir), 0o755); err != nil {
+		return fmt.Errorf("write status: %w", err)
+	}
+	// Every change goes through an os.Root of status/, so no path or link
+	// can make it write or remove anything outside status/.
+	root, err := os.OpenRoot(filepath.Join(dir, reconcile.StatusDir))
+	if err != nil {
+		return fmt.Errorf("write status: %w", err)
+	}
+	defer root.Close()
+	keep := make(map[string]bool, len(files))
 	paths := make([]string, 0, len(files))
 	for p := range files {
+		rel, ok := strings.CutPrefix(p, reconcile.StatusDir+"/")
+		if !ok {
+			return fmt.Errorf("write status: %s is not in %s/", p, reconcile.StatusDir)
+		}
+		keep[rel] = true
 		paths = append(paths, p)
 	}
 	slices.Sort(paths)
 	for _, p := range paths {
-		target := filepath.Join(dir, filepath.FromSlash(p))
-		if old, err := os.ReadFile(target); err == nil && string(old) == string(files[p]) {
+		rel := strings.TrimPrefix(p, reconcile.StatusDir+"/")
+		if old, err := root.ReadFile(rel); err == nil && bytes.Equal(old, files[p]) {
 			continue
 		}
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		if err := root.MkdirAll(path.Dir(rel), 0o755); err != nil {
 			return fmt.Errorf("write status: %w", err)
 		}
-		tmp := target + ".tmp"
-		if err := os.WriteFile(tmp, files[p], 0o644); err != nil {
+		tmp := rel + ".tmp"
+		if err := root.WriteFile(tmp, files[p], 0o644); err != nil {
 			return fmt.Errorf("write status: %w", err)
 		}
-		if err := os.Rename(tmp, target); err != nil {
+		if err := root.Rename(tmp, rel); err != nil {
 			return fmt.Errorf("write status: %w", err)
 		}
 	}
-	err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+	// Remove the cluster files of clusters that are gone; anything else in
+	// status/ that fleetd does not write is left alone.
+	err = fs.WalkDir(root.FS(), ".", func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(dir, p)
-		rel = filepath.ToSlash(rel)
-		if e.IsDir() || !e.Type().IsRegular() || !strings.HasSuffix(rel, ".yaml") || strings.Count(rel, "/") != 2 {
+		if e.IsDir() || !e.Type().IsRegular() || !strings.HasSuffix(p, ".yaml") || strings.Count(p, "/") != 1 {
 			return nil
 		}
-		if _, keep := files[rel]; !keep {
-			return os.Remove(p)
+		if !keep[p] {
+			return root.Remove(p)
 		}
 		return nil
 	})
-	if err != nil && !os.IsNotExist(err) {
+	if err != nil {
 		return fmt.Errorf("clean status: %w", err)
 	}
 	return nil

@@ -198,3 +198,41 @@ func countFleetVMs(t *testing.T, c *vim25.Client) int {
 	}
 	return n
 }
+
+func TestWriteStatusDir(t *testing.T) {
+	dir := t.TempDir()
+	outside := filepath.Join(t.TempDir(), "precious.yaml")
+	if err := os.WriteFile(outside, []byte("keep me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for p, data := range map[string]string{"status/qa/old.yaml": "gone", "status/notes.txt": "kept", "status/qa/notes.md": "kept"} {
+		full := filepath.Join(dir, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "status/qa/link.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{"status/qa/new.yaml": []byte("new\n"), "status/SUMMARY.md": []byte("# Fleet\n")}
+	if err := writeStatusDir(dir, files); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{"status/qa/new.yaml": "new\n", "status/SUMMARY.md": "# Fleet\n", "status/notes.txt": "kept", "status/qa/notes.md": "kept"} {
+		if got, err := os.ReadFile(filepath.Join(dir, p)); err != nil || string(got) != want {
+			t.Errorf("%s = %q, %v; want %q", p, got, err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "status/qa/old.yaml")); !os.IsNotExist(err) {
+		t.Errorf("status of a removed cluster is still there: %v", err)
+	}
+	if got, err := os.ReadFile(outside); err != nil || string(got) != "keep me" {
+		t.Errorf("a file outside status/ changed: %q, %v", got, err)
+	}
+	if err := writeStatusDir(dir, map[string][]byte{"../escape.yaml": []byte("x")}); err == nil {
+		t.Error("a path outside status/ was accepted")
+	}
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing/fstest"
 	"time"
 
@@ -234,7 +232,7 @@ func mergeTemplates(o *reconcile.Observed, prev *reconcile.StatusSet) {
 // expiry, else it is taken as created now (the change being planned creates
 // it).
 func desiredFor(fleet *schema.Fleet, dir string, prev *reconcile.StatusSet, now time.Time) reconcile.Desired {
-	d := reconcile.Desired{Fleet: fleet, Revision: gitHead(dir), CreatedAt: map[string]time.Time{}, Protected: prev.Protected()}
+	d := reconcile.Desired{Fleet: fleet, Revision: fgit.LocalHead(dir), CreatedAt: map[string]time.Time{}, Protected: prev.Protected()}
 	for _, c := range fleet.Clusters {
 		if c.Effective.TTL <= 0 {
 			continue
@@ -246,35 +244,4 @@ func desiredFor(fleet *schema.Fleet, dir string, prev *reconcile.StatusSet, now 
 		d.CreatedAt[c.Effective.Name] = created
 	}
 	return d
-}
-
-// gitHead returns the commit checked out in dir's git clone, or "" when dir
-// is not one. It reads .git directly (HEAD, a loose ref or packed-refs); the
-// git package replaces it.
-func gitHead(dir string) string {
-	gitDir := filepath.Join(dir, ".git")
-	head, err := os.ReadFile(filepath.Join(gitDir, "HEAD"))
-	if err != nil {
-		return ""
-	}
-	s := strings.TrimSpace(string(head))
-	ref, ok := strings.CutPrefix(s, "ref: ")
-	if !ok {
-		return s
-	}
-	if b, err := os.ReadFile(filepath.Join(gitDir, filepath.FromSlash(ref))); err == nil {
-		return strings.TrimSpace(string(b))
-	}
-	f, err := os.Open(filepath.Join(gitDir, "packed-refs"))
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if sha, name, ok := strings.Cut(sc.Text(), " "); ok && name == ref {
-			return sha
-		}
-	}
-	return ""
 }

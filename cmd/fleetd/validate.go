@@ -68,7 +68,7 @@ func newSchemaCmd() *cobra.Command {
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: []string{"fleet", "cluster"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			data, err := schema.SchemaJSON(args[0])
+			data, err := schema.JSONSchema(args[0])
 			if err != nil {
 				return usageError(err)
 			}
@@ -150,9 +150,6 @@ func writeDiagnostics(w io.Writer, format, dir string, diags schema.Diagnostics)
 	}
 	switch format {
 	case "json":
-		if shown == nil {
-			shown = schema.Diagnostics{}
-		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(shown)

@@ -217,7 +217,7 @@ func (r *Repo) haves() []plumbing.Hash {
 		for i := 0; i < havesPerRef && !seen[h]; i++ {
 			c, err := object.GetCommit(r.st, h)
 			if err != nil {
-				break
+				break // haves are a hint to the server: fewer is only slower
 			}
 			seen[h] = true
 			out = append(out, h)
@@ -226,7 +226,7 @@ func (r *Repo) haves() []plumbing.Hash {
 			}
 			h = c.ParentHashes[0]
 		}
-		return nil
+		return nil //nolint:nilerr // a missing ancestor only shortens the haves
 	})
 	return out
 }

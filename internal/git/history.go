@@ -113,6 +113,9 @@ func (r *Repo) desiredCommit(ctx context.Context, head, prevHead, prevDesired pl
 // An empty oldCommit always counts as a change. Both commits must be in the
 // clone (they are when they came from Fetch).
 func (r *Repo) DesiredChanged(ctx context.Context, oldCommit, newCommit string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
 	if oldCommit == "" {
 		return true, nil
 	}

@@ -74,7 +74,7 @@ func ReadLocalFiles(dir, rev, prefix string) (map[string][]byte, error) {
 	defer walker.Close()
 	for {
 		name, entry, err := walker.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -102,11 +102,26 @@ func ReadLocalFiles(dir, rev, prefix string) (map[string][]byte, error) {
 			return nil, fmt.Errorf("git: %s at %s: %w", p, rev, err)
 		}
 		data, err := io.ReadAll(io.LimitReader(r, maxLocalFile+1))
-		r.Close()
+		_ = r.Close()
 		if err != nil {
 			return nil, fmt.Errorf("git: %s at %s: %w", p, rev, err)
 		}
 		out[p] = data
 	}
 	return out, nil
+}
+
+// LocalHead returns the commit checked out in the git clone that contains
+// dir, or "" when dir is in no clone or the clone has no commit yet. It reads
+// through go-git, so a crafted HEAD cannot make it read outside the clone.
+func LocalHead(dir string) string {
+	repo, err := gogit.PlainOpenWithOptions(dir, &gogit.PlainOpenOptions{DetectDotGit: true})
+	if err != nil {
+		return ""
+	}
+	head, err := repo.Head()
+	if err != nil {
+		return ""
+	}
+	return head.Hash().String()
 }

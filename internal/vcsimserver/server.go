@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"time"
 
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/property"
@@ -99,7 +100,7 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := net.Listen("tcp", o.Listen)
+	l, err := (&net.ListenConfig{}).Listen(ctx, "tcp", o.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("vcsimserver: %w", err)
 	}
@@ -151,8 +152,9 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 		m.Map().AddHandler(f.serial)
 	}
 	hs := &http.Server{
-		Handler:   f,
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		Handler:           f,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go func() { _ = hs.ServeTLS(l, "", "") }()
 

@@ -272,7 +272,8 @@ func redact(err error, s reconcile.MachineSpec) error {
 func (p *Provider) recoverClone(ctx context.Context, folder types.ManagedObjectReference, s reconcile.MachineSpec, cerr error) (_ *reconcile.Machine, found bool, _ error) {
 	existing, err := p.vmsInFolder(ctx, folder)
 	if err != nil {
-		return nil, false, nil
+		// Not knowing is not finding: the caller keeps the clone's error.
+		return nil, false, nil //nolint:nilerr // see above
 	}
 	v, ok := existing[s.Name]
 	if !ok {

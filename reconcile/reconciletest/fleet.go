@@ -47,7 +47,7 @@ func NewFleet(rancher bool) *Fleet {
 		},
 	}}
 	if rancher {
-		f.Spec.Rancher = &schema.Rancher{URL: "https://rancher.test", Token: "env:RANCHER_TOKEN", AuthProvider: "openldap"}
+		f.Spec.Rancher = &schema.Rancher{URL: "https://rancher.test", Token: "env:RANCHER_TOKEN", AuthProvider: "openldap"} //nolint:gosec // a reference to a variable, not a secret
 	}
 	return &Fleet{F: f}
 }
