@@ -430,6 +430,18 @@ func TestExampleFleetIsValid(t *testing.T) {
 	}
 }
 
+// The example fleet keeps copies of the schemas for editors; they must be the
+// ones fleetd embeds.
+func TestExampleSchemasAreCurrent(t *testing.T) {
+	for _, k := range []string{"fleet", "cluster"} {
+		want, _ := JSONSchema(k)
+		got, err := os.ReadFile("../examples/fleet-repo/.schemas/" + k + ".schema.json")
+		if err != nil || string(got) != string(want) {
+			t.Errorf("examples/fleet-repo/.schemas/%s.schema.json is stale (%v): run fleetd schema %s > it", k, err, k)
+		}
+	}
+}
+
 func TestSchemasCompile(t *testing.T) {
 	if _, err := compiled(); err != nil {
 		t.Fatal(err)
