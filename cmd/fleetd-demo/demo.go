@@ -157,7 +157,7 @@ func (d *demo) run(ctx context.Context, src string) error {
 		return err
 	}
 	d.say("\n== status/SUMMARY.md on branch %s (%s)\n", statusBranch(fleet), short(head))
-	d.say("%s", files[reconcile.SummaryFile])
+	d.say("%s", files[path.Join(reconcile.StatusDir, reconcile.SummaryFile)])
 	logOut, err := exec.CommandContext(ctx, "git", "-C", d.people, "log", "--format=%h %s", statusBranch(fleet)).Output()
 	if err != nil {
 		return fmt.Errorf("git log: %w", err)
@@ -288,7 +288,7 @@ func (d *demo) sync(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	prev, err := reconcile.ReadStatus(mapFS(prevFiles, true))
+	prev, err := reconcile.ReadStatus(mapFS(prevFiles))
 	if err != nil {
 		return false, err
 	}
@@ -301,7 +301,7 @@ func (d *demo) sync(ctx context.Context) (bool, error) {
 		line += "\n         error: " + first
 	}
 	changes := statusChanges(prev, res.Status)
-	sr, err := d.repo.WriteStatus(ctx, belowStatus(res.Status), fgit.StatusMessage(changes))
+	sr, err := d.repo.WriteStatus(ctx, res.Status, fgit.StatusMessage(changes))
 	if err != nil {
 		return false, err
 	}
@@ -359,7 +359,7 @@ func summarize(p *reconcile.Plan) string {
 
 // statusChanges lists the clusters whose phase or message changed.
 func statusChanges(prev *reconcile.StatusSet, files map[string][]byte) []fgit.ClusterChange {
-	next, err := reconcile.ReadStatus(mapFS(files, false))
+	next, err := reconcile.ReadStatus(mapFS(files))
 	if err != nil {
 		return nil
 	}
@@ -384,27 +384,14 @@ func statusChanges(prev *reconcile.StatusSet, files map[string][]byte) []fgit.Cl
 	return out
 }
 
-// mapFS serves status files as the root of a fleet repo. Keys are paths in
-// the repo (status/...) or, with below set, paths below status/ as the git
-// layer keys them.
-func mapFS(files map[string][]byte, below bool) fs.FS {
+// mapFS serves status files, keyed by their path in the repo, as the root of
+// a fleet repo.
+func mapFS(files map[string][]byte) fs.FS {
 	m := fstest.MapFS{}
 	for p, data := range files {
-		if below {
-			p = path.Join(reconcile.StatusDir, p)
-		}
 		m[p] = &fstest.MapFile{Data: data}
 	}
 	return m
-}
-
-// belowStatus rekeys status files from repo paths to paths below status/.
-func belowStatus(files map[string][]byte) map[string][]byte {
-	out := make(map[string][]byte, len(files))
-	for p, data := range files {
-		out[strings.TrimPrefix(p, reconcile.StatusDir+"/")] = data
-	}
-	return out
 }
 
 func (d *demo) git(ctx context.Context, args ...string) error {

@@ -229,7 +229,7 @@ func BenchmarkWriteStatus1000(b *testing.B) {
 		b.StopTimer()
 		files := make(map[string][]byte, 1000)
 		for c := 0; c < 1000; c++ {
-			files[fmt.Sprintf("team%03d/cluster%05d.yaml", c%benchTeams, c)] = []byte(fmt.Sprintf("phase: Ready\nobservedGeneration: %d\nmachines: 5\n", i))
+			files[fmt.Sprintf("status/team%03d/cluster%05d.yaml", c%benchTeams, c)] = []byte(fmt.Sprintf("phase: Ready\nobservedGeneration: %d\nmachines: 5\n", i))
 		}
 		b.StartTimer()
 		res, err := r.WriteStatus(ctx, files, Message{Subject: fmt.Sprintf("status: generation %d", i)})

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -55,7 +56,8 @@ type StatusResult struct {
 }
 
 // WriteStatus makes status/ on the status branch hold exactly files (keyed by
-// path below status/, for example "payments/prod.yaml" or "SUMMARY.md"),
+// their path in the repo, for example "status/payments/prod.yaml" or
+// "status/SUMMARY.md", as reconcile.RenderStatus returns them),
 // as one commit with message msg by the configured author, and pushes it.
 //
 // Only status/ is replaced; every other path of the branch's head is kept as
@@ -73,10 +75,20 @@ func (r *Repo) WriteStatus(ctx context.Context, files map[string][]byte, msg Mes
 	if strings.TrimSpace(msg.Subject) == "" || strings.Contains(strings.TrimSpace(msg.Subject), "\n") {
 		return StatusResult{}, r.errf("write status", b, errors.New("commit subject must be one non-empty line"))
 	}
+	// Keys are paths in the repo, as the reconciler renders them; the tree
+	// is built from their part below status/.
+	below := make(map[string][]byte, len(files))
+	for p, data := range files {
+		rel, ok := strings.CutPrefix(p, statusDir+"/")
+		if !ok {
+			return StatusResult{}, r.errf("write status", b, fmt.Errorf("invalid status path %q: status files are under %s/", p, statusDir))
+		}
+		below[rel] = data
+	}
 	// The new status/ tree does not depend on the branch head: build it
 	// once, in memory, and reuse it on every try.
 	mem := memory.NewStorage()
-	statusTree, err := buildTree(mem, files)
+	statusTree, err := buildTree(mem, below)
 	if err != nil {
 		return StatusResult{}, r.errf("write status", b, err)
 	}
@@ -363,7 +375,7 @@ func (r *Repo) ReadStatus(ctx context.Context) (map[string][]byte, string, error
 			}
 			defer rd.Close()
 			data, err := io.ReadAll(rd)
-			files[p] = data
+			files[path.Join(statusDir, p)] = data
 			return err
 		})
 	}()

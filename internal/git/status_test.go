@@ -13,7 +13,7 @@ import (
 func files(kv ...string) map[string][]byte {
 	m := map[string][]byte{}
 	for i := 0; i < len(kv); i += 2 {
-		m[kv[i]] = []byte(kv[i+1])
+		m["status/"+kv[i]] = []byte(kv[i+1])
 	}
 	return m
 }
@@ -111,7 +111,7 @@ func TestWriteStatusOwnBranch(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, commit, err := r.ReadStatus(ctx)
-		if err != nil || commit != f.head(DefaultStatusBranch) || len(got) != 1 || string(got["a/b.yaml"]) != "x: 1\n" {
+		if err != nil || commit != f.head(DefaultStatusBranch) || len(got) != 1 || string(got["status/a/b.yaml"]) != "x: 1\n" {
 			t.Fatalf("ReadStatus = %v, %s, %v", got, commit, err)
 		}
 	})
@@ -196,6 +196,7 @@ func TestWriteStatusInvalid(t *testing.T) {
 		{"absolute path", files("/a.yaml", "x"), Message{Subject: "s"}, "invalid status path"},
 		{"git directory", files("x/.git/config", "x"), Message{Subject: "s"}, ".git is reserved"},
 		{"file and directory", files("a", "x", "a/b", "y"), Message{Subject: "s"}, "also a"},
+		{"outside status/", map[string][]byte{"clusters/qa/a.yaml": []byte("x")}, Message{Subject: "s"}, "status files are under status/"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -297,8 +298,8 @@ func TestPacksAreCompacted(t *testing.T) {
 	}
 	git(t, r.dir, "fsck", "--strict", "--no-progress")
 	got, _, err := r.ReadStatus(ctx)
-	if err != nil || string(got["qa/c.yaml"]) != strings.Repeat("y", limit+4) {
-		t.Fatalf("ReadStatus after compaction = %q, %v", got["qa/c.yaml"], err)
+	if err != nil || string(got["status/qa/c.yaml"]) != strings.Repeat("y", limit+4) {
+		t.Fatalf("ReadStatus after compaction = %q, %v", got["status/qa/c.yaml"], err)
 	}
 	res := mustFetch(t, r)
 	times, err := r.CreationTimes(ctx, res.Head, "clusters/")
