@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -93,7 +94,7 @@ func newIndex(d *Desired, o *Observed, now time.Time) *index {
 	for _, name := range d.Protected {
 		ix.protected[name] = true
 	}
-	for _, h := range sortedKeys(o.Templates) {
+	for _, h := range slices.Sorted(maps.Keys(o.Templates)) {
 		t := o.Templates[h]
 		ix.templates[h] = &t
 	}
@@ -387,13 +388,4 @@ func (pc *pairedCluster) provider() string {
 		return pc.machines[0].Provider
 	}
 	return ""
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

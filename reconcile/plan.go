@@ -3,6 +3,7 @@ package reconcile
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -452,7 +453,7 @@ func joinReason(a, b string) string {
 }
 
 func (pl *planner) flushDeletes(decommission bool) {
-	for _, prov := range sortedKeys(pl.deletes) {
+	for _, prov := range slices.Sorted(maps.Keys(pl.deletes)) {
 		a := pl.deletes[prov]
 		a.Decommission = decommission
 		pl.add(*a)

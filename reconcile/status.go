@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"maps"
 	"path"
 	"slices"
 	"strconv"
@@ -179,7 +180,7 @@ func ComputeStatus(in StatusInput) []*ClusterStatus {
 		out = append(out, ix.clusterStatus(pc, cp, in, prev))
 	}
 	if in.Previous != nil {
-		for _, name := range sortedKeys(in.Previous.Clusters) {
+		for _, name := range slices.Sorted(maps.Keys(in.Previous.Clusters)) {
 			prev := in.Previous.Clusters[name]
 			switch {
 			case seen[name]:
@@ -418,10 +419,10 @@ func conditions(prev *ClusterStatus, now time.Time, conds []Condition) []Conditi
 	return conds
 }
 
-// statusMessage says in one line what is going on.
-func statusMessage(st *ClusterStatus, cp *ClusterPlan) string {
+// poolsReady writes the pools' readiness as "control 3/3, workers 4/5".
+func poolsReady(pools []PoolStatus) string {
 	var b strings.Builder
-	for i, p := range st.Pools {
+	for i, p := range pools {
 		if i > 0 {
 			b.WriteString(", ")
 		}
@@ -431,7 +432,12 @@ func statusMessage(st *ClusterStatus, cp *ClusterPlan) string {
 		b.WriteByte('/')
 		b.WriteString(strconv.Itoa(p.Desired))
 	}
-	ready := b.String()
+	return b.String()
+}
+
+// statusMessage says in one line what is going on.
+func statusMessage(st *ClusterStatus, cp *ClusterPlan) string {
+	ready := poolsReady(st.Pools)
 	switch st.Phase {
 	case PhaseBlocked:
 		if len(st.Blocked) > 0 {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -174,7 +175,7 @@ func (s *StatusSet) Observed() Observed {
 	if s == nil {
 		return o
 	}
-	for _, name := range sortedKeys(s.Clusters) {
+	for _, name := range slices.Sorted(maps.Keys(s.Clusters)) {
 		st := s.Clusters[name]
 		if st.Phase == PhaseDecommissioned {
 			continue
@@ -224,7 +225,7 @@ func (s *StatusSet) Protected() []string {
 		return nil
 	}
 	var out []string
-	for _, name := range sortedKeys(s.Clusters) {
+	for _, name := range slices.Sorted(maps.Keys(s.Clusters)) {
 		if s.Clusters[name].Protected {
 			out = append(out, name)
 		}

@@ -137,16 +137,7 @@ func writeClusterRow(b *strings.Builder, st *ClusterStatus) {
 		b.WriteString(string(st.Phase))
 	}
 	b.WriteString(" | ")
-	for i, p := range st.Pools {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(p.Name)
-		b.WriteByte(' ')
-		b.WriteString(strconv.Itoa(p.Ready))
-		b.WriteByte('/')
-		b.WriteString(strconv.Itoa(p.Desired))
-	}
+	b.WriteString(poolsReady(st.Pools))
 	b.WriteString(" | ")
 	if st.Cost != nil {
 		b.WriteString(st.Cost.MonthlyText())

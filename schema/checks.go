@@ -2,6 +2,7 @@ package schema
 
 import (
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strconv"
@@ -86,14 +87,14 @@ func (c *fleetChecker) check() {
 		}
 		c.teams[t.Name], c.teamPos[t.Name] = i, pos
 	}
-	for _, name := range sortedKeys(s.Sizes) {
+	for _, name := range slices.Sorted(maps.Keys(s.Sizes)) {
 		c.sizePos[name] = f.doc.keyPos("sizes", name)
 	}
-	for _, name := range sortedKeys(s.Classes) {
+	for _, name := range slices.Sorted(maps.Keys(s.Classes)) {
 		c.classPos[name] = f.doc.keyPos("classes", name)
 		c.checkClass(name, s.Classes[name])
 	}
-	for _, name := range sortedKeys(s.Pricing) {
+	for _, name := range slices.Sorted(maps.Keys(s.Pricing)) {
 		c.checkPricing(name, s.Pricing[name])
 	}
 	if b := s.Status.Branch; b != "" {
@@ -497,7 +498,7 @@ func (c *fleetChecker) effectiveAccess(f *file) []EffectiveAccess {
 }
 
 func (c *fleetChecker) checkLabels(f *file) {
-	for _, k := range sortedKeys(f.spec.Labels) {
+	for _, k := range slices.Sorted(maps.Keys(f.spec.Labels)) {
 		v := f.spec.Labels[k]
 		// Positions are looked up only for a problem: most labels are fine.
 		field := func() string { return f.doc.fieldPath([]string{"labels", k}) }
@@ -552,15 +553,6 @@ func poolNames(c Class) string {
 		names[i] = p.Name
 	}
 	return strings.Join(names, ", ")
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 func sortedPairs(m map[[2]string]bool) [][2]string {

@@ -98,14 +98,7 @@ func (d *document) fieldPath(tokens []string) string {
 				v = nil
 			}
 		default:
-			if isIdent(tok) {
-				if b.Len() > 0 {
-					b.WriteByte('.')
-				}
-				b.WriteString(tok)
-			} else {
-				b.WriteString("[" + strconv.Quote(tok) + "]")
-			}
+			writeKey(&b, tok)
 			if m, ok := cur.(map[string]any); ok {
 				v = m[tok]
 			} else {
@@ -114,6 +107,19 @@ func (d *document) fieldPath(tokens []string) string {
 		}
 	}
 	return b.String()
+}
+
+// writeKey appends a mapping key to a field path: .name, or ["a/b"] for a key
+// that is not an identifier.
+func writeKey(b *strings.Builder, key string) {
+	if !isIdent(key) {
+		b.WriteString("[" + strconv.Quote(key) + "]")
+		return
+	}
+	if b.Len() > 0 {
+		b.WriteByte('.')
+	}
+	b.WriteString(key)
 }
 
 func isIdent(s string) bool {
@@ -273,14 +279,7 @@ func (d *document) fieldPathPartial(tokens []string) string {
 			b.WriteString("[" + tok + "]")
 			continue
 		}
-		if isIdent(tok) {
-			if b.Len() > 0 {
-				b.WriteByte('.')
-			}
-			b.WriteString(tok)
-		} else {
-			b.WriteString("[" + strconv.Quote(tok) + "]")
-		}
+		writeKey(&b, tok)
 	}
 	return b.String()
 }

@@ -3,6 +3,7 @@ package reconciletest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -155,7 +156,7 @@ func (r *Registry) Clusters(ctx context.Context) ([]reconcile.RancherCluster, er
 	w := r.W
 	w.mu.Lock()
 	var out []reconcile.RancherCluster
-	for _, name := range sortedKeys(w.clusters) {
+	for _, name := range slices.Sorted(maps.Keys(w.clusters)) {
 		out = append(out, w.clusters[name].snapshot())
 	}
 	w.mu.Unlock()
@@ -358,7 +359,7 @@ func (n *Nodes) Ready(ctx context.Context, cluster reconcile.ClusterRef) (map[st
 	if after != nil {
 		return nil, after
 	}
-	return maps(c.nodes), nil
+	return cloneNodes(c.nodes), nil
 }
 
 // Drain marks a node drained; a missing node is a success.

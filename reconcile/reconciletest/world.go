@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -364,11 +365,11 @@ func (w *World) RancherClusters() []reconcile.RancherCluster {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var out []reconcile.RancherCluster
-	for _, name := range sortedKeys(w.clusters) {
+	for _, name := range slices.Sorted(maps.Keys(w.clusters)) {
 		c := w.clusters[name]
 		rc := c.snapshot()
 		rc.Machines = c.machineList()
-		rc.Nodes = maps(c.nodes)
+		rc.Nodes = cloneNodes(c.nodes)
 		out = append(out, rc)
 	}
 	return out
@@ -402,7 +403,7 @@ func (w *World) Duplicates() []string {
 		seen[m.Name]++
 	}
 	var out []string
-	for _, name := range sortedKeys(seen) {
+	for _, name := range slices.Sorted(maps.Keys(seen)) {
 		if seen[name] > 1 {
 			out = append(out, name)
 		}
@@ -494,25 +495,18 @@ func (c *rcluster) snapshot() reconcile.RancherCluster {
 
 func (c *rcluster) machineList() []reconcile.RancherMachine {
 	out := make([]reconcile.RancherMachine, 0, len(c.machines))
-	for _, name := range sortedKeys(c.machines) {
+	for _, name := range slices.Sorted(maps.Keys(c.machines)) {
 		out = append(out, *c.machines[name])
 	}
 	return out
 }
 
-func maps(m map[string]bool) map[string]bool {
+// cloneNodes copies node readiness; never nil, since a nil map means
+// "not observed".
+func cloneNodes(m map[string]bool) map[string]bool {
 	out := make(map[string]bool, len(m))
 	for k, v := range m {
 		out[k] = v
 	}
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
