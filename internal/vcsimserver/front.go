@@ -19,6 +19,11 @@ type front struct {
 	delay     map[string]int // milliseconds per SOAP method
 	httpFault func(method string) int
 	serial    *serializer
+	// inventory orders the simulator's handlers when tasks are serialized:
+	// a method that changes the inventory runs alone, the others share it.
+	// The simulator itself reads a folder's children (FindChild) without the
+	// lock CreateFolder writes them under, which -race reports.
+	inventory sync.RWMutex
 
 	total    atomic.Int64
 	mu       sync.Mutex
@@ -69,11 +74,30 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Like vCenter, carry on when the client gives up meanwhile.
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 	}
-	if f.serial != nil && serialMethods[method] {
+	switch {
+	case f.serial == nil || longPollMethods[method]:
+		// A long poll waits for tasks to finish: it must not hold up the
+		// methods that would finish them.
+		f.next.ServeHTTP(w, r)
+	case serialMethods[method] || inventoryMethods[method]:
+		f.inventory.Lock()
+		defer f.inventory.Unlock()
 		f.serial.do(func() { f.next.ServeHTTP(w, r) })
-		return
+	default:
+		f.inventory.RLock()
+		defer f.inventory.RUnlock()
+		f.next.ServeHTTP(w, r)
 	}
-	f.next.ServeHTTP(w, r)
+}
+
+// inventoryMethods change the inventory without a task.
+var inventoryMethods = map[string]bool{
+	"CreateFolder": true, "MoveIntoFolder_Task": true, "Rename_Task": true, "MarkAsTemplate": true,
+}
+
+// longPollMethods wait for changes (task.Wait uses them).
+var longPollMethods = map[string]bool{
+	"WaitForUpdatesEx": true, "WaitForUpdates": true, "CheckForUpdates": true,
 }
 
 // soapMethod returns the name of the first element in the SOAP body.
