@@ -252,7 +252,7 @@ func TestLoadDiagnostics(t *testing.T) {
 		{"syntax error tab", cluster("pools:\n\t- name: workers\n"),
 			[]string{cf + ":8:1: YAML syntax error: a tab indents this line"}},
 		{"syntax error indentation", cluster("pools:\n  - name: workers\n   replicas: 2\n"),
-			[]string{cf + ":7:1: YAML syntax error: did not find expected '-' indicator"}},
+			[]string{cf + ":7:1: YAML syntax error: did not find expected '-' indicator in the block that starts here: check the indentation of its lines"}},
 		{"duplicate key", cluster("team: qa\n"),
 			[]string{cf + `:7:1: team: duplicate key "team" (first defined at line 4)`}},
 		{"two documents", cluster("---\nname: other\n"),

@@ -243,6 +243,10 @@ func yamlSyntaxError(err error, data []byte) *parseError {
 		}
 		col = len(l) - len(strings.TrimLeft(l, " ")) + 1
 	}
+	if strings.HasPrefix(msg, "did not find expected") {
+		// The parser names the block it was in, not the line that broke it.
+		msg += " in the block that starts here: check the indentation of its lines"
+	}
 	return &parseError{pos: position{line, col}, check: "yaml", msg: "YAML syntax error: " + msg}
 }
 
