@@ -11,6 +11,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"testing/fstest"
 
 	"sigs.k8s.io/yaml"
 
@@ -24,6 +25,17 @@ const maxStatusFile = 1 << 20
 type StatusSet struct {
 	// Clusters by cluster name.
 	Clusters map[string]*ClusterStatus
+}
+
+// ReadStatusFiles reads status files keyed by their path in the repo
+// (status/...), as RenderStatus returns them and the git layer reads them
+// from a branch, with the same checks as ReadStatus.
+func ReadStatusFiles(files map[string][]byte) (*StatusSet, error) {
+	fsys := fstest.MapFS{}
+	for p, data := range files {
+		fsys[p] = &fstest.MapFile{Data: data}
+	}
+	return ReadStatus(fsys)
 }
 
 // ReadStatus reads status/<team>/<cluster>.yaml from fsys, the root of a

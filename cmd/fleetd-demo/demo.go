@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -16,7 +15,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"testing/fstest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -288,7 +286,7 @@ func (d *demo) sync(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	prev, err := reconcile.ReadStatus(mapFS(prevFiles))
+	prev, err := reconcile.ReadStatusFiles(prevFiles)
 	if err != nil {
 		return false, err
 	}
@@ -359,7 +357,7 @@ func summarize(p *reconcile.Plan) string {
 
 // statusChanges lists the clusters whose phase or message changed.
 func statusChanges(prev *reconcile.StatusSet, files map[string][]byte) []fgit.ClusterChange {
-	next, err := reconcile.ReadStatus(mapFS(files))
+	next, err := reconcile.ReadStatusFiles(files)
 	if err != nil {
 		return nil
 	}
@@ -382,16 +380,6 @@ func statusChanges(prev *reconcile.StatusSet, files map[string][]byte) []fgit.Cl
 		}
 	}
 	return out
-}
-
-// mapFS serves status files, keyed by their path in the repo, as the root of
-// a fleet repo.
-func mapFS(files map[string][]byte) fs.FS {
-	m := fstest.MapFS{}
-	for p, data := range files {
-		m[p] = &fstest.MapFile{Data: data}
-	}
-	return m
 }
 
 func (d *demo) git(ctx context.Context, args ...string) error {

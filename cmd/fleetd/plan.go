@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"testing/fstest"
 	"time"
 
 	gogit "github.com/go-git/go-git/v5"
@@ -138,11 +137,7 @@ func readPlanStatus(dir string, fleet *schema.Fleet, statusRef string) (*reconci
 	default:
 		return nil, usageError(fmt.Errorf("cannot read status from %s: %w", ref, err))
 	}
-	fsys := fstest.MapFS{}
-	for p, data := range files {
-		fsys[p] = &fstest.MapFile{Data: data}
-	}
-	set, err := reconcile.ReadStatus(fsys)
+	set, err := reconcile.ReadStatusFiles(files)
 	if err != nil {
 		return nil, usageError(fmt.Errorf("status at %s: %w", ref, err))
 	}
