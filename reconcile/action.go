@@ -219,8 +219,15 @@ type ClusterPlan struct {
 	Waiting []string `json:"waiting,omitempty"`
 	// Blocked says why nothing can be planned for the cluster at all.
 	Blocked string `json:"blocked,omitempty"`
-	Before  Cost   `json:"costBefore"`
-	After   Cost   `json:"costAfter"`
+	// Removes lists the machines a decommission removes, over its steps.
+	Removes []string `json:"removes,omitempty"`
+	// Before is what the cluster's machines cost now; After what they cost
+	// once this sync's runnable actions are done (held-back actions not
+	// counted); Eventual what the spec costs once everything held back is
+	// done too.
+	Before   Cost `json:"costBefore"`
+	After    Cost `json:"costAfter"`
+	Eventual Cost `json:"costEventual"`
 }
 
 // Runnable returns the actions apply executes.
@@ -249,6 +256,7 @@ type Plan struct {
 	Teams    []TeamCost    `json:"teams"`
 	Before   Cost          `json:"costBefore"`
 	After    Cost          `json:"costAfter"`
+	Eventual Cost          `json:"costEventual"`
 }
 
 // HasChanges reports whether the plan changes anything now or in a later sync

@@ -148,7 +148,53 @@ func (ix *index) clusterCost(pc *pairedCluster, cp *ClusterPlan) {
 			after.add(h, ok, pp.spec.Replicas)
 		}
 	}
-	cp.Before, cp.After = before.cost(), after.cost()
+	cp.Before, cp.After, cp.Eventual = before.cost(), after.cost(), after.cost()
+	if cp.Change == ChangeDecommission {
+		for _, m := range pc.machines {
+			cp.Removes = append(cp.Removes, m.Name)
+		}
+	}
+}
+
+// costAfterSync prices each cluster as it will be once the plan's runnable
+// actions are done: the machines observed, less those a runnable action
+// deletes, plus those a runnable action creates. Held-back actions change
+// nothing, so a guarded decommission costs what the cluster costs now, and
+// the next sync's cost before is this sync's cost after.
+func (ix *index) costAfterSync(p *Plan) {
+	for i, pc := range ix.clusters {
+		cp := &p.Clusters[i]
+		if pc.heldNoSpec {
+			continue
+		}
+		deleted := map[string]bool{}
+		var after costSum
+		for _, a := range cp.Actions {
+			if !a.Runnable() {
+				continue
+			}
+			switch a.Kind {
+			case ActionDeleteMachines:
+				for _, id := range a.IDs {
+					deleted[id] = true
+				}
+			case ActionCreateMachines, ActionReplaceMachine:
+				h, ok := ix.price(a.Provider, a.Template)
+				after.add(h, ok, len(a.Machines))
+			}
+		}
+		for _, pp := range pc.pools {
+			for _, v := range pp.machines {
+				if v.m.State == MachineDeleting || deleted[v.m.ID] {
+					continue
+				}
+				h, ok := ix.price(v.m.Provider, v.tmpl)
+				after.add(h, ok, 1)
+			}
+		}
+		cp.After = after.cost()
+	}
+	ix.totals(p)
 }
 
 // TeamCost is the cost of one team's clusters.
@@ -157,12 +203,14 @@ type TeamCost struct {
 	Clusters      int      `json:"clusters"`
 	Before        Cost     `json:"costBefore"`
 	After         Cost     `json:"costAfter"`
+	Eventual      Cost     `json:"costEventual"`
 	BudgetMonthly *float64 `json:"budgetMonthly,omitempty"`
 }
 
-// OverBudget reports whether the cost after the plan exceeds the budget.
+// OverBudget reports whether the cost once the plan is done, held-back
+// actions included, exceeds the budget.
 func (t TeamCost) OverBudget() bool {
-	return t.BudgetMonthly != nil && t.After.Monthly > *t.BudgetMonthly
+	return t.BudgetMonthly != nil && t.Eventual.Monthly > *t.BudgetMonthly
 }
 
 func addCost(a, b Cost) Cost {
@@ -182,6 +230,7 @@ func (ix *index) totals(p *Plan) {
 		}
 		return t
 	}
+	p.Before, p.After, p.Eventual = Cost{}, Cost{}, Cost{}
 	if ix.fleet != nil {
 		for _, t := range ix.fleet.Spec.Teams {
 			get(t.Name).BudgetMonthly = t.BudgetMonthly
@@ -193,8 +242,10 @@ func (ix *index) totals(p *Plan) {
 		t.Clusters++
 		t.Before = addCost(t.Before, cp.Before)
 		t.After = addCost(t.After, cp.After)
+		t.Eventual = addCost(t.Eventual, cp.Eventual)
 		p.Before = addCost(p.Before, cp.Before)
 		p.After = addCost(p.After, cp.After)
+		p.Eventual = addCost(p.Eventual, cp.Eventual)
 	}
 	slices.Sort(names)
 	p.Teams = make([]TeamCost, 0, len(names))

@@ -27,13 +27,25 @@ type Desired struct {
 	// rejection.
 	Held []Held
 	// RemovedBy is, by cluster name, the commit that removed the cluster's
-	// file, when the git layer knows it: policy.confirmPrune names it to
-	// release the prune guard. Unknown ones are taken as removed by Revision.
+	// file, from git history: policy.confirmPrune names it to release the
+	// prune guard. Unknown ones are taken as removed by Revision.
 	RemovedBy map[string]string
+	// ChangedBy is, by cluster name, the newest commit that changed the
+	// cluster's file: the cause of a TTL expiry, which policy.confirmPrune
+	// names to release the prune guard. Unknown ones are taken as Revision.
+	ChangedBy map[string]string
 	// Protected names clusters that were protected in the last revision that
 	// declared them: one whose file has since been removed is not
 	// decommissioned.
 	Protected []string
+	// FactsError says why the safety facts above could not be established
+	// from git history (no clone, a shallow or unreadable history). While it
+	// is set, no removed cluster is decommissioned and no TTL expires.
+	FactsError string
+	// Unproven are, by cluster name, observed clusters without a file whose
+	// removal or protection the history does not show, with why: they are
+	// never decommissioned.
+	Unproven map[string]string
 }
 
 // Held is a cluster whose file is rejected now.

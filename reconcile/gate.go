@@ -30,6 +30,10 @@ func Gate(p Plan, d Desired, l schema.Limits) Plan {
 			switch {
 			case cp.Paused:
 				block(a, "cluster is paused: it is observed and reported, never changed", false)
+			case a.Decommission && cp.Removed && d.FactsError != "":
+				block(a, "the git history cannot tell whether the cluster was protected when its file was removed ("+d.FactsError+"): nothing is decommissioned until it can", false)
+			case a.Decommission && cp.Removed && d.Unproven[cp.Name] != "":
+				block(a, d.Unproven[cp.Name], false)
 			case a.Decommission && cp.Protected && cp.Expired:
 				block(a, "cluster is protected: its TTL expired, but it is not decommissioned while protected is true", false)
 			case a.Decommission && cp.Protected:
@@ -66,39 +70,47 @@ func blockDecommissions(p *Plan, reason string, deferred bool) {
 	}
 }
 
-// gatePrune stops every decommission when too many clusters are removed at
-// once, until fleet.yaml's policy.confirmPrune names the commit that removed
-// them.
+// gatePrune stops every decommission when a change makes too many clusters
+// undesired at once (files removed, TTLs expired), until fleet.yaml's
+// policy.confirmPrune names the commit that caused them: the commit that
+// removed a file, or the newest commit that changed an expired cluster's
+// file. Decommissions caused by the confirmed commit are not counted.
 func gatePrune(p *Plan, d Desired, l schema.Limits) {
-	removed, total := 0, 0
-	var confirmed = l.ConfirmPrune != ""
+	pending, total := 0, 0
+	var causes []string
 	for i := range p.Clusters {
 		cp := &p.Clusters[i]
 		if cp.Observed {
 			total++
 		}
-		if !cp.Removed || cp.DecommissionStarted {
+		if !cp.Observed || cp.DecommissionStarted || !(cp.Removed || cp.Expired) || !hasRunnableDecommission(cp) {
 			continue
 		}
-		removed++
-		by := d.RemovedBy[cp.Name]
-		if by == "" {
-			by = d.Revision
+		by := d.Revision
+		switch {
+		case cp.Removed && d.RemovedBy[cp.Name] != "":
+			by = d.RemovedBy[cp.Name]
+		case cp.Expired && d.ChangedBy[cp.Name] != "":
+			by = d.ChangedBy[cp.Name]
 		}
-		if !sameCommit(by, l.ConfirmPrune) {
-			confirmed = false
+		if l.ConfirmPrune != "" && sameCommit(by, l.ConfirmPrune) {
+			continue
 		}
+		pending++
+		causes = append(causes, orNone(shortRev(by)))
 	}
-	if removed == 0 || removed*100 <= l.PruneGuardPercent*total || confirmed {
+	if pending == 0 || pending*100 <= l.PruneGuardPercent*total {
 		return
 	}
-	rev := d.Revision
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	blockDecommissions(p, fmt.Sprintf("prune guard: %d of %d clusters (%d%%) are removed at once, more than pruneGuardPercent %d%%; "+
-		"if that is intended, set policy.confirmPrune in fleet.yaml to the commit that removed them (%s)",
-		removed, total, removed*100/total, l.PruneGuardPercent, orNone(rev)), false)
+	slices.Sort(causes)
+	causes = slices.Compact(causes)
+	blockDecommissions(p, fmt.Sprintf("prune guard: %d of %d clusters (%d%%) would be decommissioned at once (removed or expired), more than pruneGuardPercent %d%%; "+
+		"if that is intended, set policy.confirmPrune in fleet.yaml to the commit that caused it (%s)",
+		pending, total, pending*100/total, l.PruneGuardPercent, strings.Join(causes, ", ")), false)
+}
+
+func hasRunnableDecommission(cp *ClusterPlan) bool {
+	return slices.ContainsFunc(cp.Actions, func(a Action) bool { return a.Decommission && a.Blocked == "" })
 }
 
 // sameCommit compares a full commit SHA with a possibly abbreviated one (at

@@ -70,6 +70,7 @@ func TestGate(t *testing.T) {
 				h.created["tmp"] = h.w.Now().Add(-time.Hour)
 				h.existing(h.add(reconciletest.Cluster{Name: "young", TTL: time.Hour}))
 				h.created["young"] = h.w.Now().Add(-59 * time.Minute)
+				fleetOf(h, 2)
 				return []string{"tmp delete-machines " + name(c, "control", 0) + "," + name(c, "workers", 0)}
 			},
 		},
@@ -137,6 +138,58 @@ func TestGate(t *testing.T) {
 					"c1 delete-machines " + name(cs[1], "control", 0) + "," + name(cs[1], "workers", 0),
 				}
 			},
+		},
+		{
+			name: "TTL expiries count against the prune guard",
+			setup: func(h *harness) []string {
+				cs := fleetOf(h, 3)
+				h.fleet.F.Spec.Policy.MaxDecommissionsPerSync = intp(10)
+				var want []string
+				for _, c := range cs {
+					c.Effective.TTL = time.Hour
+					h.created[c.Spec.Name] = h.w.Now().Add(-2 * time.Hour)
+					want = append(want, c.Spec.Name+" delete-machines "+name(c, "control", 0)+","+name(c, "workers", 0)+" [blocked]")
+				}
+				return want
+			},
+			reason: "prune guard: 3 of 3 clusters",
+		},
+		{
+			name: "confirmPrune naming the commit that set the TTLs releases the guard",
+			setup: func(h *harness) []string {
+				cs := fleetOf(h, 3)
+				h.fleet.F.Spec.Policy.MaxDecommissionsPerSync = intp(10)
+				h.fleet.F.Spec.Policy.ConfirmPrune = "7717a11"
+				h.changedBy = map[string]string{}
+				var want []string
+				for _, c := range cs {
+					c.Effective.TTL = time.Hour
+					h.created[c.Spec.Name] = h.w.Now().Add(-2 * time.Hour)
+					h.changedBy[c.Spec.Name] = "7717a11000000000000000000000000000000000"
+					want = append(want, c.Spec.Name+" delete-machines "+name(c, "control", 0)+","+name(c, "workers", 0))
+				}
+				return want
+			},
+		},
+		{
+			name: "no decommission while history cannot be read",
+			setup: func(h *harness) []string {
+				cs := fleetOf(h, 10)
+				h.facts = "the clone's history is shallow"
+				h.fleet.Remove("c0")
+				return []string{"c0 delete-machines " + name(cs[0], "control", 0) + "," + name(cs[0], "workers", 0) + " [blocked]"}
+			},
+			reason: "the git history cannot tell",
+		},
+		{
+			name: "no decommission of a cluster the history never declared",
+			setup: func(h *harness) []string {
+				cs := fleetOf(h, 10)
+				h.unproven = map[string]string{"c0": "no file of the fleet repo's history declared c0"}
+				h.fleet.Remove("c0")
+				return []string{"c0 delete-machines " + name(cs[0], "control", 0) + "," + name(cs[0], "workers", 0) + " [blocked]"}
+			},
+			reason: "no file of the fleet repo's history",
 		},
 		{
 			name: "confirmPrune of another commit does not",

@@ -69,6 +69,8 @@ func goldenScenario(t *testing.T) *harness {
 	h := newHarness(t, true)
 	h.roundTrip = true
 	h.fleet.F.Spec.Policy.MaxMachineChangesPerSync = intp(6)
+	// Two removed clusters and an expired one of nine: under the guard.
+	h.fleet.F.Spec.Policy.PruneGuardPercent = intp(50)
 
 	prod := h.add(reconciletest.Cluster{Name: "payments-prod", Team: "payments", Protected: true, Pools: reconciletest.Standard(3, 3),
 		Access: []schema.EffectiveAccess{{Group: "cn=payments-oncall,ou=groups,dc=acme,dc=example", Role: "cluster-owner"}}})

@@ -35,7 +35,10 @@ type harness struct {
 	dryRun    bool
 	held      []reconcile.Held
 	removedBy map[string]string
+	changedBy map[string]string
 	protected []string
+	facts     string
+	unproven  map[string]string
 }
 
 func (h *harness) desiredProtected(names ...string) { h.protected = append(h.protected, names...) }
@@ -56,7 +59,7 @@ func (h *harness) desired() reconcile.Desired {
 		}
 	}
 	return reconcile.Desired{Fleet: h.fleet.F, Revision: h.rev, CreatedAt: h.created, Held: h.held,
-		RemovedBy: h.removedBy, Protected: h.protected}
+		RemovedBy: h.removedBy, ChangedBy: h.changedBy, Protected: h.protected, FactsError: h.facts, Unproven: h.unproven}
 }
 
 func (h *harness) reconciler() *reconcile.Reconciler {

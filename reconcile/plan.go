@@ -17,13 +17,20 @@ import (
 // context, does no I/O and reads no clock: the same input gives the same plan,
 // byte for byte.
 func Compute(d Desired, o Observed, policy schema.Limits, now time.Time) Plan {
-	return Gate(Diff(d, o, now), d, policy)
+	ix := newIndex(&d, &o, now)
+	p := Gate(ix.diff(), d, policy)
+	ix.costAfterSync(&p)
+	return p
 }
 
 // Diff returns the actions that converge the observed world to the desired
 // fleet, before any policy check, with the cost before and after.
 func Diff(d Desired, o Observed, now time.Time) Plan {
-	ix := newIndex(&d, &o, now)
+	return newIndex(&d, &o, now).diff()
+}
+
+func (ix *index) diff() Plan {
+	d := ix.d
 	p := Plan{Revision: d.Revision, Clusters: make([]ClusterPlan, 0, len(ix.clusters)), UnidentifiedRejected: ix.unidentified}
 	switch {
 	case d.Fleet == nil:
@@ -31,8 +38,8 @@ func Diff(d Desired, o Observed, now time.Time) Plan {
 		if len(d.Diagnostics) > 0 {
 			p.Blocked += " (" + firstError(d.Diagnostics) + ")"
 		}
-	case ix.rancher && o.RegistryError != "":
-		p.Blocked = "Rancher could not be observed: " + o.RegistryError
+	case ix.rancher && ix.o.RegistryError != "":
+		p.Blocked = "Rancher could not be observed: " + ix.o.RegistryError
 	}
 	for _, pc := range ix.clusters {
 		cp := ClusterPlan{

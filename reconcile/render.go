@@ -5,6 +5,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 )
 
 // planCounts summarizes a plan.
@@ -44,8 +45,12 @@ func countPlan(p *Plan) planCounts {
 }
 
 // machineDelta counts the machines a cluster's runnable actions add and
-// start removing.
+// start removing; a runnable decommission removes every machine of the
+// cluster, over its steps.
 func machineDelta(cp *ClusterPlan) (created, removed int) {
+	if cp.Change == ChangeDecommission && hasRunnableDecommission(cp) {
+		return 0, len(cp.Removes)
+	}
 	for _, a := range cp.Actions {
 		if !a.Runnable() {
 			continue
@@ -96,6 +101,15 @@ func costChange(before, after Cost) string {
 	return s
 }
 
+// eventualText says what the cost becomes once held-back actions are done
+// too, when that differs from the cost after this sync; "" otherwise.
+func eventualText(after, eventual Cost) string {
+	if after == eventual {
+		return ""
+	}
+	return eventual.MonthlyText()
+}
+
 // WriteText writes the plan for a terminal: a summary, then every cluster with
 // something to do, wait for or blocked, with its actions and reasons.
 func (p *Plan) WriteText(w io.Writer) error {
@@ -107,7 +121,10 @@ func (p *Plan) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "%s; %d unchanged\n", c.headline(), c.unchanged)
 	fmt.Fprintf(&b, "Machines: %d to create, %d to remove\n", c.created, c.removed)
-	fmt.Fprintf(&b, "Cost per month: %s\n", costChange(p.Before, p.After))
+	fmt.Fprintf(&b, "Cost per month: %s after this sync\n", costChange(p.Before, p.After))
+	if e := eventualText(p.After, p.Eventual); e != "" {
+		fmt.Fprintf(&b, "Cost per month once held-back actions and later steps are done: %s\n", e)
+	}
 	if c.blocked > 0 || c.deferred > 0 {
 		fmt.Fprintf(&b, "Held back: %d blocked, %d deferred to a later sync\n", c.blocked, c.deferred)
 	}
@@ -116,7 +133,17 @@ func (p *Plan) WriteText(w io.Writer) error {
 		if len(cp.Actions) == 0 && len(cp.Waiting) == 0 && cp.Blocked == "" {
 			continue
 		}
-		fmt.Fprintf(&b, "\n%s/%s (%s): %s, cost per month %s\n", cp.Team, cp.Name, orNone(cp.Provider), cp.Change, costChange(cp.Before, cp.After))
+		fmt.Fprintf(&b, "\n%s/%s (%s): %s, cost per month %s", cp.Team, cp.Name, orNone(cp.Provider), cp.Change, costChange(cp.Before, cp.After))
+		if e := eventualText(cp.After, cp.Eventual); e != "" {
+			fmt.Fprintf(&b, ", %s once held-back actions and later steps are done", e)
+		}
+		b.WriteString("\n")
+		if cp.ExpiresAt != nil && !cp.Expired {
+			fmt.Fprintf(&b, "  temporary: expires at %s\n", cp.ExpiresAt.UTC().Format(time.RFC3339))
+		}
+		if len(cp.Removes) > 0 {
+			fmt.Fprintf(&b, "  decommissioning removes %s: %s\n", count(len(cp.Removes), "machine"), strings.Join(cp.Removes, ", "))
+		}
 		if cp.Blocked != "" {
 			fmt.Fprintf(&b, "  ! %s\n", cp.Blocked)
 		}
@@ -148,7 +175,11 @@ func (p *Plan) WriteMarkdown(w io.Writer) error {
 	if p.Blocked != "" {
 		fmt.Fprintf(&b, "> **Nothing is planned:** %s\n\n", mdText(p.Blocked))
 	}
-	fmt.Fprintf(&b, "**%s** · machines: +%d −%d · cost/month: %s\n\n", c.headline(), c.created, c.removed, costChange(p.Before, p.After))
+	fmt.Fprintf(&b, "**%s** · machines: +%d −%d · cost/month after this sync: %s", c.headline(), c.created, c.removed, costChange(p.Before, p.After))
+	if e := eventualText(p.After, p.Eventual); e != "" {
+		fmt.Fprintf(&b, " · once held-back actions and later steps are done: %s", e)
+	}
+	b.WriteString("\n\n")
 	if c.blocked > 0 || c.deferred > 0 {
 		fmt.Fprintf(&b, "Held back by policy: %d blocked, %d deferred to a later sync.\n\n", c.blocked, c.deferred)
 	}
@@ -160,11 +191,14 @@ func (p *Plan) WriteMarkdown(w io.Writer) error {
 				rows = append(rows, cp)
 			}
 		}
-		if len(rows) == 0 && t.Before == t.After {
+		if len(rows) == 0 && t.Before == t.After && t.After == t.Eventual {
 			continue
 		}
 		fmt.Fprintf(&b, "#### %s\n\n", mdText(t.Team))
-		fmt.Fprintf(&b, "Cost/month: %s", costChange(t.Before, t.After))
+		fmt.Fprintf(&b, "Cost/month after this sync: %s", costChange(t.Before, t.After))
+		if e := eventualText(t.After, t.Eventual); e != "" {
+			fmt.Fprintf(&b, " · once held-back actions and later steps are done: %s", e)
+		}
 		if t.BudgetMonthly != nil {
 			fmt.Fprintf(&b, " · budget %s", money(*t.BudgetMonthly))
 			if t.OverBudget() {
@@ -190,6 +224,12 @@ func (p *Plan) WriteMarkdown(w io.Writer) error {
 			fmt.Fprintf(&b, "<details><summary><code>%s</code>: %s</summary>\n\n", cp.Name, count(len(cp.Actions), "action"))
 			if cp.Blocked != "" {
 				fmt.Fprintf(&b, "- ⛔ %s\n", mdText(cp.Blocked))
+			}
+			if cp.ExpiresAt != nil && !cp.Expired {
+				fmt.Fprintf(&b, "- ⏲️ temporary: expires at %s\n", cp.ExpiresAt.UTC().Format(time.RFC3339))
+			}
+			if len(cp.Removes) > 0 {
+				fmt.Fprintf(&b, "- decommissioning removes %s: %s\n", count(len(cp.Removes), "machine"), mdText(strings.Join(cp.Removes, ", ")))
 			}
 			for j := range cp.Actions {
 				a := &cp.Actions[j]

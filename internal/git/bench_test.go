@@ -302,7 +302,7 @@ func BenchmarkCreationTimes(b *testing.B) {
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			r.mu.Lock()
-			clear(r.creation)
+			clear(r.history)
 			r.mu.Unlock()
 			times, err := r.CreationTimes(ctx, res.Head, "clusters/")
 			if err != nil || len(times) != benchClusters {
@@ -324,14 +324,14 @@ func BenchmarkCreationTimes(b *testing.B) {
 		// Each iteration starts from the parent's cached result, as the
 		// sync after a push does.
 		r.mu.Lock()
-		atParent := *r.creation["clusters"]
+		atParent := *r.history["clusters"]
 		r.mu.Unlock()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
 			r.mu.Lock()
 			c := atParent
-			r.creation["clusters"] = &c
+			r.history["clusters"] = &c
 			r.mu.Unlock()
 			b.StartTimer()
 			times, err := r.CreationTimes(ctx, res.Head, "clusters/")

@@ -84,7 +84,7 @@ type Repo struct {
 	packLimit   int // compaction threshold, maxPacks but in tests
 	lastHead    plumbing.Hash
 	lastDesired plumbing.Hash
-	creation    map[string]*creationCache
+	history     map[string]*historyCache
 }
 
 // Open opens the work directory, cloning the tracked branch when there is no
@@ -128,7 +128,7 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 		log:       log,
 		remote:    rm,
 		dir:       filepath.Join(opts.Dir, repoDirName),
-		creation:  map[string]*creationCache{},
+		history:   map[string]*historyCache{},
 		packLimit: maxPacks,
 	}
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
