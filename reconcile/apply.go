@@ -19,7 +19,9 @@ type ApplyOptions struct {
 	// logger, see WithLogger).
 	Logger *slog.Logger
 	// Retries is how often a transient failure is retried within the sync
-	// (default 2; negative: none).
+	// (default none: the SDKs and transports retry their calls, and a
+	// cluster that still fails asks for the next sync after a backoff; a
+	// second retry layer would multiply the calls).
 	Retries int
 	// Backoff is the first retry delay, doubled each time (default 1s). A
 	// cluster still failing asks for a sync again after 8 × Backoff.
@@ -33,9 +35,6 @@ func (o ApplyOptions) withDefaults(ctx context.Context) ApplyOptions {
 	o.Concurrency = cmp.Or(o.Concurrency, 8)
 	if o.Logger == nil {
 		o.Logger = LoggerFrom(ctx)
-	}
-	if o.Retries == 0 {
-		o.Retries = 2
 	}
 	o.Retries = max(o.Retries, 0)
 	o.Backoff = cmp.Or(o.Backoff, time.Second)
@@ -52,6 +51,22 @@ type ClusterResult struct {
 	Err error
 	// Reaction is Classify(Err).
 	Reaction Reaction
+	// Effects is what the completed actions changed, for Fold.
+	Effects Effects
+}
+
+// Effects records what a cluster's completed actions changed in the world,
+// as the calls answered: the status written after a sync shows the world as
+// the sync left it, not as it found it.
+type Effects struct {
+	Created      []Machine        `json:"created,omitempty"`
+	DeletedIDs   []string         `json:"deletedIDs,omitempty"`
+	Registered   *RancherCluster  `json:"registered,omitempty"`
+	Unregistered bool             `json:"unregistered,omitempty"`
+	Bound        []Binding        `json:"bound,omitempty"`
+	Unbound      []Binding        `json:"unbound,omitempty"`
+	// RancherMachinesDeleted are the names of deleted Rancher machines.
+	RancherMachinesDeleted []string `json:"rancherMachinesDeleted,omitempty"`
 }
 
 // ApplyResult is what Apply did.
@@ -121,7 +136,7 @@ func Apply(ctx context.Context, p Plan, w World, opts ApplyOptions) ApplyResult 
 			defer func() { <-sem }()
 			r := &res.Clusters[n]
 			log := opts.Logger.With("cluster", cp.Name, "revision", p.Revision)
-			ap := applier{w: w, opts: opts, cp: cp}
+			ap := applier{w: w, opts: opts, cp: cp, fx: &r.Effects}
 			r.Done, r.Err = ap.run(ctx, log)
 			r.Reaction = Classify(r.Err)
 		})
@@ -154,6 +169,7 @@ type applier struct {
 	w    World
 	opts ApplyOptions
 	cp   *ClusterPlan
+	fx   *Effects
 }
 
 func (ap *applier) run(ctx context.Context, log *slog.Logger) (int, error) {
@@ -217,9 +233,11 @@ func (ap *applier) do(ctx context.Context, log *slog.Logger, a *Action) error {
 			return err
 		}
 		log.Info("Registering cluster", "reason", a.Reason, "kubernetesVersion", a.Register.KubernetesVersion)
-		if _, err := w.Registry.Register(ctx, *a.Register); err != nil {
+		rc, err := w.Registry.Register(ctx, *a.Register)
+		if err != nil {
 			return fmt.Errorf("register cluster %s: %w", cluster, err)
 		}
+		ap.fx.Registered = &rc
 	case ActionBind, ActionUnbind:
 		if err := needRegistry(); err != nil {
 			return err
@@ -229,12 +247,14 @@ func (ap *applier) do(ctx context.Context, log *slog.Logger, a *Action) error {
 			if err := w.Registry.Bind(ctx, cluster, *a.Binding); err != nil {
 				return fmt.Errorf("bind %s to %s on %s: %w", a.Binding.PrincipalID, a.Binding.Role, cluster, err)
 			}
+			ap.fx.Bound = append(ap.fx.Bound, *a.Binding)
 			return nil
 		}
 		log.Info("Unbinding access", "principal", a.Binding.PrincipalID, "role", a.Binding.Role, "reason", a.Reason)
 		if err := w.Registry.Unbind(ctx, cluster, *a.Binding); err != nil {
 			return fmt.Errorf("unbind %s from %s on %s: %w", a.Binding.PrincipalID, a.Binding.Role, cluster, err)
 		}
+		ap.fx.Unbound = append(ap.fx.Unbound, *a.Binding)
 	case ActionCreateMachines, ActionReplaceMachine:
 		return ap.create(ctx, log, a)
 	case ActionDrainMachine:
@@ -254,6 +274,7 @@ func (ap *applier) do(ctx context.Context, log *slog.Logger, a *Action) error {
 		if err := w.Registry.DeleteMachine(ctx, cluster, a.RancherMachine, a.ExcludeDrain); err != nil {
 			return fmt.Errorf("delete rancher machine %s of %s: %w", a.RancherMachine, cluster, err)
 		}
+		ap.fx.RancherMachinesDeleted = append(ap.fx.RancherMachinesDeleted, a.RancherMachine)
 	case ActionDeleteMachines:
 		prov := w.Providers[a.Provider]
 		if prov == nil {
@@ -263,6 +284,7 @@ func (ap *applier) do(ctx context.Context, log *slog.Logger, a *Action) error {
 		if err := prov.Delete(ctx, a.IDs); err != nil {
 			return fmt.Errorf("%s: delete %s of %s: %w", a.Provider, strings.Join(a.Machines, ", "), cluster, err)
 		}
+		ap.fx.DeletedIDs = append(ap.fx.DeletedIDs, a.IDs...)
 	case ActionUnregister:
 		if err := needRegistry(); err != nil {
 			return err
@@ -271,6 +293,7 @@ func (ap *applier) do(ctx context.Context, log *slog.Logger, a *Action) error {
 		if err := w.Registry.Unregister(ctx, cluster); err != nil {
 			return fmt.Errorf("unregister cluster %s: %w", cluster, err)
 		}
+		ap.fx.Unregistered = true
 	default:
 		return Stalled(fmt.Errorf("unknown action %v", a.Kind))
 	}
@@ -306,7 +329,10 @@ func (ap *applier) create(ctx context.Context, log *slog.Logger, a *Action) erro
 	} else {
 		log.Info("Creating machines", "machines", a.Machines, "pool", a.Pool, "reason", a.Reason)
 	}
-	if _, err := prov.Create(ctx, specs); err != nil {
+	created, err := prov.Create(ctx, specs)
+	// On a partial failure the machines that were made are returned too.
+	ap.fx.Created = append(ap.fx.Created, created...)
+	if err != nil {
 		return fmt.Errorf("%s: create %s: %w", a.Provider, strings.Join(a.Machines, ", "), err)
 	}
 	return nil

@@ -220,7 +220,11 @@ func (ix *index) clusterStatus(pc *pairedCluster, cp *ClusterPlan, in StatusInpu
 	if pc.spec != nil {
 		st.KubernetesVersion = pc.spec.KubernetesVersion
 	}
-	cost := cp.Before
+	// The cost of the machines as observed (after apply, when the world
+	// was folded), priced like the plan's cost before.
+	var costCP ClusterPlan
+	ix.clusterCost(pc, &costCP)
+	cost := costCP.Before
 	st.Cost = &cost
 
 	var templates []*Template // few: a linear scan dedupes them

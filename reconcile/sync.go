@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/fleetd/fleetd/schema"
@@ -25,7 +24,9 @@ type Reconciler struct {
 // SyncResult is what one sync saw, planned, did and reports.
 type SyncResult struct {
 	Observed Observed
-	Plan     Plan
+	// After is Observed with the effects of apply folded in (Fold).
+	After Observed
+	Plan  Plan
 	// Applied is nil in a dry run.
 	Applied *ApplyResult
 	// Status are the status files by path (see RenderStatus).
@@ -53,9 +54,10 @@ func (r *SyncResult) Err() error {
 }
 
 // Sync runs one sync of the desired fleet at now. previous is the status
-// before it (nil for none): it supplies condition transition times, the
-// templates of machines no longer in the repo and the protected marks of
-// removed clusters.
+// before it (nil for none): it supplies condition transition times and the
+// templates of machines no longer in the repo. It is a report, never an
+// input to a destructive decision: protection and removal come from d, which
+// the git layer builds from history.
 func (r *Reconciler) Sync(ctx context.Context, d Desired, previous *StatusSet, now time.Time) SyncResult {
 	log := r.Logger
 	if log == nil {
@@ -79,7 +81,6 @@ func (r *Reconciler) Sync(ctx context.Context, d Desired, previous *StatusSet, n
 				res.Observed.Templates[h] = t
 			}
 		}
-		d.Protected = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(d.Protected), previous.Protected()...))))
 	}
 
 	var limits schema.Limits
@@ -96,7 +97,10 @@ func (r *Reconciler) Sync(ctx context.Context, d Desired, previous *StatusSet, n
 	} else if res.Plan.InProgress() {
 		res.Requeue = r.Apply.withDefaults(ctx).Requeue
 	}
-	res.Status = RenderStatus(StatusInput{Desired: d, Observed: res.Observed, Plan: res.Plan, Apply: res.Applied, Previous: previous, Now: now})
+	// Status shows the world as the sync left it: the observed state with
+	// what apply did folded in.
+	res.After = Fold(res.Observed, res.Applied)
+	res.Status = RenderStatus(StatusInput{Desired: d, Observed: res.After, Plan: res.Plan, Apply: res.Applied, Previous: previous, Now: now})
 	return res
 }
 
