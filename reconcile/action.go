@@ -217,6 +217,9 @@ type ClusterPlan struct {
 	// Waiting lists what is in progress elsewhere (a machine booting, Rancher
 	// removing a node): the next sync looks again.
 	Waiting []string `json:"waiting,omitempty"`
+	// Notes say what the plan could not take into account, such as a TTL
+	// whose start is unknown.
+	Notes []string `json:"notes,omitempty"`
 	// Blocked says why nothing can be planned for the cluster at all.
 	Blocked string `json:"blocked,omitempty"`
 	// Removes lists the machines a decommission removes, over its steps.

@@ -50,6 +50,13 @@ func (ix *index) diff() Plan {
 		if pc.spec != nil {
 			cp.Protected = pc.spec.Protected
 			cp.Paused = pc.spec.Paused
+			if pc.spec.TTL > 0 && pc.expiresAt == nil {
+				why := "the commit that created its file is unknown"
+				if d.FactsError != "" {
+					why = d.FactsError
+				}
+				cp.Notes = append(cp.Notes, "ttl "+pc.spec.TTL.String()+" is not applied: "+why)
+			}
 		} else if !pc.heldNoSpec {
 			cp.Removed = cp.Observed
 			cp.Protected = ix.protected[pc.name] || (pc.rc != nil && pc.rc.Protected)

@@ -130,7 +130,7 @@ func (p *Plan) WriteText(w io.Writer) error {
 	}
 	for i := range p.Clusters {
 		cp := &p.Clusters[i]
-		if len(cp.Actions) == 0 && len(cp.Waiting) == 0 && cp.Blocked == "" {
+		if len(cp.Actions) == 0 && len(cp.Waiting) == 0 && cp.Blocked == "" && len(cp.Notes) == 0 {
 			continue
 		}
 		fmt.Fprintf(&b, "\n%s/%s (%s): %s, cost per month %s", cp.Team, cp.Name, orNone(cp.Provider), cp.Change, costChange(cp.Before, cp.After))
@@ -143,6 +143,9 @@ func (p *Plan) WriteText(w io.Writer) error {
 		}
 		if len(cp.Removes) > 0 {
 			fmt.Fprintf(&b, "  decommissioning removes %s: %s\n", count(len(cp.Removes), "machine"), strings.Join(cp.Removes, ", "))
+		}
+		for _, n := range cp.Notes {
+			fmt.Fprintf(&b, "  note: %s\n", n)
 		}
 		if cp.Blocked != "" {
 			fmt.Fprintf(&b, "  ! %s\n", cp.Blocked)
@@ -187,7 +190,7 @@ func (p *Plan) WriteMarkdown(w io.Writer) error {
 		var rows []*ClusterPlan
 		for i := range p.Clusters {
 			cp := &p.Clusters[i]
-			if cp.Team == t.Team && (len(cp.Actions) > 0 || len(cp.Waiting) > 0 || cp.Blocked != "") {
+			if cp.Team == t.Team && (len(cp.Actions) > 0 || len(cp.Waiting) > 0 || cp.Blocked != "" || len(cp.Notes) > 0) {
 				rows = append(rows, cp)
 			}
 		}
@@ -230,6 +233,9 @@ func (p *Plan) WriteMarkdown(w io.Writer) error {
 			}
 			if len(cp.Removes) > 0 {
 				fmt.Fprintf(&b, "- decommissioning removes %s: %s\n", count(len(cp.Removes), "machine"), mdText(strings.Join(cp.Removes, ", ")))
+			}
+			for _, n := range cp.Notes {
+				fmt.Fprintf(&b, "- ⚠️ %s\n", mdText(n))
 			}
 			for j := range cp.Actions {
 				a := &cp.Actions[j]

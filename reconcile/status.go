@@ -614,3 +614,53 @@ func writeClusterStatus(w *yamlWriter, st *ClusterStatus) {
 		}
 	}
 }
+
+// StatusChange is a cluster whose status file changed between two renderings.
+type StatusChange struct {
+	Team, Cluster string
+	// Summary is the new state in a few words ("Ready (control 3/3, workers
+	// 5/5)"), or "removed" when the file is gone.
+	Summary string
+}
+
+// StatusChanges compares two sets of status files (as RenderStatus returns
+// them) and lists the clusters whose file changed, sorted by team and
+// cluster: the facts a status commit records. Files that do not parse are
+// reported by their path.
+func StatusChanges(prev, next map[string][]byte) []StatusChange {
+	var out []StatusChange
+	team := func(p string) (string, string, bool) {
+		rel, ok := strings.CutPrefix(p, StatusDir+"/")
+		if !ok || !strings.HasSuffix(rel, ".yaml") {
+			return "", "", false
+		}
+		t, c, ok := strings.Cut(strings.TrimSuffix(rel, ".yaml"), "/")
+		return t, c, ok && !strings.Contains(c, "/")
+	}
+	for _, p := range slices.Sorted(maps.Keys(next)) {
+		t, c, ok := team(p)
+		if !ok || string(prev[p]) == string(next[p]) {
+			continue
+		}
+		sum := "updated"
+		if st, err := parseStatus(next[p]); err == nil {
+			sum = string(st.Phase)
+			if r := poolsReady(st.Pools); r != "" && st.Phase != PhaseDecommissioned {
+				sum += " (" + r + ")"
+			}
+		}
+		out = append(out, StatusChange{Team: t, Cluster: c, Summary: sum})
+	}
+	for _, p := range slices.Sorted(maps.Keys(prev)) {
+		if _, ok := next[p]; ok {
+			continue
+		}
+		if t, c, ok := team(p); ok {
+			out = append(out, StatusChange{Team: t, Cluster: c, Summary: "removed"})
+		}
+	}
+	slices.SortFunc(out, func(a, b StatusChange) int {
+		return strings.Compare(a.Team+"/"+a.Cluster, b.Team+"/"+b.Cluster)
+	})
+	return out
+}

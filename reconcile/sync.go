@@ -63,14 +63,27 @@ func (r *Reconciler) Sync(ctx context.Context, d Desired, previous *StatusSet, n
 	if log == nil {
 		log = LoggerFrom(ctx)
 	}
+	log = log.With("revision", d.Revision)
+	o, oerr := Observe(WithLogger(ctx, log), d.Fleet, r.World, ObserveOptions{Concurrency: r.Apply.Concurrency})
+	if oerr != nil {
+		log.Warn("Observation incomplete", "error", oerr)
+	}
+	res := r.SyncObserved(ctx, d, o, previous, now)
+	res.ObserveErr = oerr
+	return res
+}
+
+// SyncObserved is Sync on a world observed by the caller (Observe, or the
+// recorded status for a plan): it plans, gates, applies unless DryRun, folds
+// what apply did into the observed world and renders the status.
+func (r *Reconciler) SyncObserved(ctx context.Context, d Desired, o Observed, previous *StatusSet, now time.Time) SyncResult {
+	log := r.Logger
+	if log == nil {
+		log = LoggerFrom(ctx)
+	}
 	applyCtx := WithLogger(ctx, log)
 	log = log.With("revision", d.Revision)
-
-	var res SyncResult
-	res.Observed, res.ObserveErr = Observe(WithLogger(ctx, log), d.Fleet, r.World, ObserveOptions{Concurrency: r.Apply.Concurrency})
-	if res.ObserveErr != nil {
-		log.Warn("Observation incomplete", "error", res.ObserveErr)
-	}
+	res := SyncResult{Observed: o}
 	if previous != nil {
 		prev := previous.Observed()
 		for h, t := range prev.Templates {

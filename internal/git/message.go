@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // MaxSubjectLen is the length status subjects are kept within, so they stay
@@ -39,8 +40,8 @@ func StatusMessage(changes []ClusterChange) Message {
 	cs := slices.Clone(changes)
 	slices.SortStableFunc(cs, func(a, b ClusterChange) int { return strings.Compare(a.Cluster, b.Cluster) })
 
-	subject := "status: " + oneLine(cs[0].String())
-	for i := 1; i < len(cs); i++ {
+	subject, full := firstSubject(cs[0], len(cs)-1)
+	for i := 1; i < len(cs) && !full; i++ {
 		next := subject + ", " + oneLine(cs[i].String())
 		rest := len(cs) - i - 1
 		more := ""
@@ -66,4 +67,27 @@ func StatusMessage(changes []ClusterChange) Message {
 // oneLine keeps a summary on one line of a commit message.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// firstSubject names the first changed cluster within MaxSubjectLen, leaving
+// room for " and N more" when more follow: with its summary when it fits,
+// else its name alone, else its name cut short.
+// full reports that the subject already says how many more follow.
+func firstSubject(c ClusterChange, more int) (subject string, full bool) {
+	tail := ""
+	if more > 0 {
+		tail = fmt.Sprintf(" and %d more", more)
+	}
+	if s := "status: " + oneLine(c.String()); len(s)+len(tail) <= MaxSubjectLen || (more == 0 && len(s) <= MaxSubjectLen) {
+		return s, false
+	}
+	s := "status: " + oneLine(c.Cluster)
+	if len(s)+len(tail) <= MaxSubjectLen {
+		return s + tail, more > 0
+	}
+	cut := MaxSubjectLen - len(tail) - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…" + tail, more > 0
 }

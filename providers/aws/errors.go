@@ -41,6 +41,16 @@ var stalledCodes = map[string]bool{
 	"InvalidGroupId.NotFound":   true,
 	"InvalidInstanceType":       true,
 	"Unsupported":               true,
+	// Credentials and permissions: retrying with the same ones cannot help.
+	"AuthFailure":           true,
+	"UnauthorizedOperation": true,
+	"InvalidClientTokenId":  true,
+	"SignatureDoesNotMatch": true,
+	"OptInRequired":         true,
+	"Blocked":               true,
+	// Account quotas: a person raises them, or lowers the fleet's demand.
+	"InstanceLimitExceeded": true,
+	"VcpuLimitExceeded":     true,
 }
 
 // transientCodes are errors that go away by themselves. The SDK has already
