@@ -248,6 +248,12 @@ func (c *ClusterPlan) Runnable() []Action {
 // cluster, with the cost before and after. It is data; Apply executes it.
 type Plan struct {
 	Revision string `json:"revision"`
+	// Observed says what the plan was computed against ("origin/fleet-status
+	// @ 1a2b3c4", "the providers and Rancher"); the caller fills it in.
+	Observed string `json:"observed,omitempty"`
+	// Warnings say what the plan could not take into account, such as a
+	// missing recorded status.
+	Warnings []string `json:"warnings,omitempty"`
 	// Blocked says why nothing is planned for the whole fleet (fleet.yaml is
 	// invalid, Rancher could not be observed).
 	Blocked string `json:"blocked,omitempty"`

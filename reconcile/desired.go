@@ -46,6 +46,10 @@ type Desired struct {
 	// removal or protection the history does not show, with why: they are
 	// never decommissioned.
 	Unproven map[string]string
+	// Stalled are, by cluster name, clusters whose last sync at this
+	// Revision failed in a way only a change can fix (StalledError), with
+	// the error: their actions are not retried until the revision changes.
+	Stalled map[string]string
 }
 
 // Held is a cluster whose file is rejected now.

@@ -28,6 +28,8 @@ func Gate(p Plan, d Desired, l schema.Limits) Plan {
 		for j := range cp.Actions {
 			a := &cp.Actions[j]
 			switch {
+			case d.Stalled[cp.Name] != "":
+				block(a, "stalled at this revision: "+d.Stalled[cp.Name]+"; not retried until the fleet repo changes", false)
 			case cp.Paused:
 				block(a, "cluster is paused: it is observed and reported, never changed", false)
 			case a.Decommission && cp.Removed && d.FactsError != "":

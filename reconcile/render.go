@@ -116,6 +116,12 @@ func (p *Plan) WriteText(w io.Writer) error {
 	var b strings.Builder
 	c := countPlan(p)
 	fmt.Fprintf(&b, "Plan for revision %s\n", orNone(shortRev(p.Revision)))
+	if p.Observed != "" {
+		fmt.Fprintf(&b, "Observed: %s\n", p.Observed)
+	}
+	for _, w := range p.Warnings {
+		fmt.Fprintf(&b, "Warning: %s\n", w)
+	}
 	if p.Blocked != "" {
 		fmt.Fprintf(&b, "Nothing is planned: %s\n", p.Blocked)
 	}
@@ -175,6 +181,12 @@ func (p *Plan) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
 	c := countPlan(p)
 	fmt.Fprintf(&b, "### fleetd plan for `%s`\n\n", orNone(shortRev(p.Revision)))
+	if p.Observed != "" {
+		fmt.Fprintf(&b, "Observed: %s\n\n", mdText(p.Observed))
+	}
+	for _, w := range p.Warnings {
+		fmt.Fprintf(&b, "> ⚠️ **Warning:** %s\n\n", mdText(w))
+	}
 	if p.Blocked != "" {
 		fmt.Fprintf(&b, "> **Nothing is planned:** %s\n\n", mdText(p.Blocked))
 	}

@@ -1,19 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
-	"path"
-	"path/filepath"
-	"slices"
-	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/fleetd/fleetd/internal/fleetsync"
 	"github.com/fleetd/fleetd/reconcile"
 )
 
@@ -28,20 +21,30 @@ func newApplyCmd() *cobra.Command {
 	var (
 		dryRun      bool
 		concurrency int
+		workDir     string
+		branch      string
 	)
 	cmd := &cobra.Command{
 		Use:   "apply [DIR]",
 		Short: "Run one sync of the fleet repo in DIR against the live providers",
-		Long: `Apply loads the fleet repo in DIR (default .), observes the providers and
-Rancher, plans, holds back what policy forbids, applies the rest and writes
-the status files into DIR/status/ (committing them is left to you). It prints
-the plan first. Long operations are not waited for: run apply again (or the
-daemon) to move clusters further.
+		Long: `Apply runs one sync of the fleet repo in DIR (default .) — the same loop
+the daemon runs: load, safety facts from git history, observe the providers
+and Rancher, plan, hold back what policy forbids, apply the rest, and record
+the status. It prints the plan. Long operations are not waited for: run
+apply again (or the daemon) to move clusters further.
 
---dry-run plans and prints, and changes nothing, not even DIR/status/.
+When DIR is a git clone, apply syncs the committed head of its branch (or
+--branch) through a clone kept in --work-dir, and commits status to the
+fleet's status branch (fleet.yaml status.branch, default fleet-status) in
+DIR's repository; push that branch to share it. When DIR is not a clone, its
+files are applied and status is written to DIR/status/; without git history
+no cluster is decommissioned and no TTL expires.
+
+--dry-run plans and prints, and changes nothing, not even the status.
 
 Exit codes: 0 success, 1 invalid fleet or some clusters failed, 2 usage or
-I/O problems (including providers that cannot be reached).`,
+I/O problems (including providers that cannot be reached or refuse the
+credentials).`,
 		Args: cobra.MaximumNArgs(1),
 		PreRunE: func(*cobra.Command, []string) error {
 			if concurrency < 1 {
@@ -51,103 +54,55 @@ I/O problems (including providers that cannot be reached).`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := dirArg(args)
-			fleet, err := loadValid(cmd.ErrOrStderr(), dir)
+			stderr := cmd.ErrOrStderr()
+			logger := slog.New(slog.NewTextHandler(stderr, nil))
+			src, closeSrc, err := applySource(dir, branch, workDir, stderr, logger)
 			if err != nil {
-				return err
-			}
-			prev, err := readStatusDir(dir)
-			if err != nil {
-				return err
-			}
-			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			w, err := liveWorld(cmd.Context(), fleet, logger)
-			if err != nil {
-				return err
-			}
-			defer closeProviders(cmd.Context(), w.Providers, logger)
-			now := time.Now().UTC().Truncate(time.Second)
-			r := &reconcile.Reconciler{World: w, Logger: logger, DryRun: dryRun, Apply: reconcile.ApplyOptions{Concurrency: concurrency}}
-			res := r.Sync(cmd.Context(), desiredFor(fleet, dir, prev, now), prev, now)
-			if err := res.Plan.WriteText(cmd.OutOrStdout()); err != nil {
-				return err
-			}
-			if dryRun {
-				return nil
-			}
-			if err := writeStatusDir(dir, res.Status); err != nil {
 				return usageError(err)
 			}
-			if res.Requeue > 0 {
-				fmt.Fprintf(cmd.ErrOrStderr(), "Work is in progress: run apply again in %s\n", res.Requeue)
+			defer closeSrc()
+			loop := &fleetsync.Loop{Source: src, World: liveWorldFunc, DryRun: dryRun, Logger: logger,
+				Apply: reconcile.ApplyOptions{Concurrency: concurrency}}
+			defer loop.Close(cmd.Context())
+			res := loop.Sync(cmd.Context())
+			if res.Snapshot == nil {
+				return usageError(res.Err)
 			}
-			if err := res.Applied.Err(); err != nil {
-				return &exitError{code: exitFailed, err: err}
+			if err := reportLoad(stderr, dir, res, false); err != nil {
+				return err
+			}
+			if res.FailedAt == fleetsync.StageStatus || res.FailedAt == fleetsync.StageWorld {
+				return usageError(res.Err)
+			}
+			res.Sync.Plan.Observed = observedLine(fleetsync.ObserveLive, res)
+			if w := res.Previous.Warning; w != "" {
+				res.Sync.Plan.Warnings = append(res.Sync.Plan.Warnings, w)
+			}
+			if err := res.Sync.Plan.WriteText(cmd.OutOrStdout()); err != nil {
+				return err
+			}
+			if res.StatusCommit != "" {
+				fmt.Fprintf(stderr, "Status recorded (%s)\n", res.StatusCommit)
+			}
+			if res.Requeue > 0 {
+				fmt.Fprintf(stderr, "Work is in progress: run apply again in %s\n", res.Requeue)
+			}
+			switch {
+			case res.Unreachable != nil:
+				return usageError(fmt.Errorf("the fleet's providers or Rancher could not be reached or refused the credentials; the clusters there were left alone: %w", res.Err))
+			case res.FailedAt == fleetsync.StageReport:
+				return usageError(res.Err)
+			case res.Err != nil:
+				return &exitError{code: exitFailed, err: res.Err}
+			case len(res.Fleet.Rejected) > 0:
+				return &exitError{code: exitInvalid, err: fmt.Errorf("%d cluster files are rejected: those clusters are held at their last valid version", len(res.Fleet.Rejected))}
 			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "plan and print, change nothing")
 	cmd.Flags().IntVar(&concurrency, "concurrency", 8, "clusters worked on at once")
+	cmd.Flags().StringVar(&workDir, "work-dir", "", "where apply keeps its clone of a git DIR (default: a folder of the user cache)")
+	cmd.Flags().StringVar(&branch, "branch", "", "the branch of a git DIR to apply (default: the checked-out branch)")
 	return cmd
-}
-
-// writeStatusDir makes DIR/status/ hold exactly files: it writes each one
-// whose content differs and removes the status files that are no longer
-// there. It touches nothing in status/ that fleetd does not write.
-func writeStatusDir(dir string, files map[string][]byte) error {
-	if err := os.MkdirAll(filepath.Join(dir, reconcile.StatusDir), 0o755); err != nil {
-		return fmt.Errorf("write status: %w", err)
-	}
-	// Every change goes through an os.Root of status/, so no path or link
-	// can make it write or remove anything outside status/.
-	root, err := os.OpenRoot(filepath.Join(dir, reconcile.StatusDir))
-	if err != nil {
-		return fmt.Errorf("write status: %w", err)
-	}
-	defer root.Close()
-	keep := make(map[string]bool, len(files))
-	paths := make([]string, 0, len(files))
-	for p := range files {
-		rel, ok := strings.CutPrefix(p, reconcile.StatusDir+"/")
-		if !ok {
-			return fmt.Errorf("write status: %s is not in %s/", p, reconcile.StatusDir)
-		}
-		keep[rel] = true
-		paths = append(paths, p)
-	}
-	slices.Sort(paths)
-	for _, p := range paths {
-		rel := strings.TrimPrefix(p, reconcile.StatusDir+"/")
-		if old, err := root.ReadFile(rel); err == nil && bytes.Equal(old, files[p]) {
-			continue
-		}
-		if err := root.MkdirAll(path.Dir(rel), 0o755); err != nil {
-			return fmt.Errorf("write status: %w", err)
-		}
-		tmp := rel + ".tmp"
-		if err := root.WriteFile(tmp, files[p], 0o644); err != nil {
-			return fmt.Errorf("write status: %w", err)
-		}
-		if err := root.Rename(tmp, rel); err != nil {
-			return fmt.Errorf("write status: %w", err)
-		}
-	}
-	// Remove the cluster files of clusters that are gone; anything else in
-	// status/ that fleetd does not write is left alone.
-	err = fs.WalkDir(root.FS(), ".", func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if e.IsDir() || !e.Type().IsRegular() || !strings.HasSuffix(p, ".yaml") || strings.Count(p, "/") != 1 {
-			return nil
-		}
-		if !keep[p] {
-			return root.Remove(p)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("clean status: %w", err)
-	}
-	return nil
 }

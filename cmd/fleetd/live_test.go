@@ -108,7 +108,10 @@ func TestApplyLive(t *testing.T) {
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 	fleetDir := filepath.Join(dir, "fleet")
-	code, out, stderr := run(t, "apply", fleetDir)
+	git := gitRepo(t, fleetDir)
+	work := filepath.Join(dir, "work")
+	apply := func() (int, string, string) { return run(t, "apply", fleetDir, "--work-dir", work) }
+	code, out, stderr := apply()
 	if code != 0 {
 		t.Fatalf("apply: exit %d\n%s\n%s", code, out, stderr)
 	}
@@ -126,15 +129,15 @@ func TestApplyLive(t *testing.T) {
 	}
 
 	// Applying again finds the machines, makes no twins, and records them.
-	if code, out, stderr := run(t, "apply", fleetDir); code != 0 || !strings.Contains(out, "Machines: 0 to create, 0 to remove") {
+	if code, out, stderr := apply(); code != 0 || !strings.Contains(out, "Machines: 0 to create, 0 to remove") {
 		t.Fatalf("second apply: exit %d\n%s\n%s", code, out, stderr)
 	}
 	if n := len(ec2.Instances()); n != 1 {
 		t.Errorf("%d EC2 instances after a second apply, want 1", n)
 	}
-	status, err := os.ReadFile(filepath.Join(fleetDir, "status", "qa", "qa-vs.yaml"))
-	if err != nil || !strings.Contains(string(status), "name: qa-vs-all-") || !strings.Contains(string(status), "existing: 1") {
-		t.Fatalf("status of qa-vs: %v\n%s", err, status)
+	status := git("show", "fleet-status:status/qa/qa-vs.yaml")
+	if !strings.Contains(status, "name: qa-vs-all-") || !strings.Contains(status, "existing: 1") {
+		t.Fatalf("status of qa-vs:\n%s", status)
 	}
 
 	vms, err := vc.Client(context.Background())
@@ -146,17 +149,17 @@ func TestApplyLive(t *testing.T) {
 	}
 
 	// Removing one of two clusters trips the prune guard (50% > 30%).
-	if err := os.Remove(filepath.Join(fleetDir, "clusters/qa/qa-vs.yaml")); err != nil {
-		t.Fatal(err)
-	}
-	code, out, stderr = run(t, "apply", fleetDir)
+	git("rm", "-q", "clusters/qa/qa-vs.yaml")
+	git("commit", "-q", "-m", "qa: remove qa-vs")
+	code, out, stderr = apply()
 	if code != 0 || !strings.Contains(out, "prune guard") {
 		t.Fatalf("apply after removal: exit %d, want the prune guard to hold the decommission\n%s\n%s", code, out, stderr)
 	}
 	// With the guard raised, the cluster is decommissioned: its VM destroyed.
 	write("fleet.yaml", fleet+"policy:\n  pruneGuardPercent: 50\n")
+	git("commit", "-q", "-am", "policy: allow removing half the fleet")
 	for i := 0; ; i++ {
-		code, out, stderr := run(t, "apply", fleetDir)
+		code, out, stderr := apply()
 		if code != 0 {
 			t.Fatalf("apply after removal: exit %d\n%s\n%s", code, out, stderr)
 		}
@@ -167,9 +170,9 @@ func TestApplyLive(t *testing.T) {
 			t.Fatalf("qa-vs is not decommissioned:\n%s", out)
 		}
 	}
-	summary, err := os.ReadFile(filepath.Join(fleetDir, "status", "SUMMARY.md"))
-	if err != nil || strings.Contains(string(summary), "| qa-vs |") && !strings.Contains(string(summary), "Decommissioned") {
-		t.Errorf("summary after removal: %v\n%s", err, summary)
+	summary := git("show", "fleet-status:status/SUMMARY.md")
+	if strings.Contains(summary, "| qa-vs |") && !strings.Contains(summary, "Decommissioned") {
+		t.Errorf("summary after removal:\n%s", summary)
 	}
 	if n := countFleetVMs(t, vms); n != 0 {
 		t.Errorf("%d fleet VMs left in vCenter after the decommission, want 0", n)
@@ -197,42 +200,4 @@ func countFleetVMs(t *testing.T, c *vim25.Client) int {
 		}
 	}
 	return n
-}
-
-func TestWriteStatusDir(t *testing.T) {
-	dir := t.TempDir()
-	outside := filepath.Join(t.TempDir(), "precious.yaml")
-	if err := os.WriteFile(outside, []byte("keep me"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for p, data := range map[string]string{"status/qa/old.yaml": "gone", "status/notes.txt": "kept", "status/qa/notes.md": "kept"} {
-		full := filepath.Join(dir, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Symlink(outside, filepath.Join(dir, "status/qa/link.yaml")); err != nil {
-		t.Fatal(err)
-	}
-	files := map[string][]byte{"status/qa/new.yaml": []byte("new\n"), "status/SUMMARY.md": []byte("# Fleet\n")}
-	if err := writeStatusDir(dir, files); err != nil {
-		t.Fatal(err)
-	}
-	for p, want := range map[string]string{"status/qa/new.yaml": "new\n", "status/SUMMARY.md": "# Fleet\n", "status/notes.txt": "kept", "status/qa/notes.md": "kept"} {
-		if got, err := os.ReadFile(filepath.Join(dir, p)); err != nil || string(got) != want {
-			t.Errorf("%s = %q, %v; want %q", p, got, err, want)
-		}
-	}
-	if _, err := os.Stat(filepath.Join(dir, "status/qa/old.yaml")); !os.IsNotExist(err) {
-		t.Errorf("status of a removed cluster is still there: %v", err)
-	}
-	if got, err := os.ReadFile(outside); err != nil || string(got) != "keep me" {
-		t.Errorf("a file outside status/ changed: %q, %v", got, err)
-	}
-	if err := writeStatusDir(dir, map[string][]byte{"../escape.yaml": []byte("x")}); err == nil {
-		t.Error("a path outside status/ was accepted")
-	}
 }

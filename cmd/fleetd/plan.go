@@ -1,21 +1,16 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"time"
 
-	gogit "github.com/go-git/go-git/v5"
 	"github.com/spf13/cobra"
 
-	fgit "github.com/fleetd/fleetd/internal/git"
+	"github.com/fleetd/fleetd/internal/fleetsync"
 	"github.com/fleetd/fleetd/reconcile"
-	"github.com/fleetd/fleetd/schema"
 )
 
 // exitChanges is plan's exit code with --detailed-exitcode when the plan
@@ -28,9 +23,9 @@ func init() {
 
 func newPlanCmd() *cobra.Command {
 	var (
-		observed, output, now string
-		statusRef             string
-		detailed              bool
+		observed, output, now  string
+		statusRef              string
+		detailed, allowMissing bool
 	)
 	cmd := &cobra.Command{
 		Use:   "plan [DIR]",
@@ -38,17 +33,28 @@ func newPlanCmd() *cobra.Command {
 		Long: `Plan loads the fleet repo in DIR (default .) and shows what one sync would do:
 clusters created, updated and decommissioned, machines added and removed,
 access bound and unbound, what policy holds back and why, and the cost per
-month before and after.
+month now, after this sync, and once held-back actions are done. It runs the
+same loop as apply and the daemon, and changes nothing.
 
---observed=status (the default) plans against the state fleetd last recorded
-in DIR/status/ and needs no credentials, for merge request pipelines; without
-DIR/status/ the world is empty and the plan creates everything.
+Safety facts (which commit removed a cluster's file, whether it was
+protected, when a temporary cluster's file was created) come from the git
+history of DIR's clone; outside a clone, nothing is decommissioned and no
+TTL expires, and the plan says so.
+
+--observed=status (the default) plans against the state fleetd last
+recorded, and needs no credentials, for merge request pipelines. It reads
+--status-ref when given; in a clone, status/ of HEAD when fleet.yaml keeps
+status on the checked-out branch, else origin/<status branch>, else the
+local <status branch>; if none can be read, plan fails unless
+--allow-missing-status. Outside a clone it reads DIR/status/, or plans the
+creation of everything with a warning. The plan says what it planned against.
 --observed=live asks the providers and Rancher.
 
 -o markdown writes a merge request comment grouped by team with the cost delta.
 
 Exit codes: 0 success, 1 invalid fleet (diagnostics on stderr), 2 usage or I/O
-problems; with --detailed-exitcode, 2 also when the plan changes something.`,
+problems (including a status branch that cannot be read); with
+--detailed-exitcode, 0 no changes, 1 error, 2 changes.`,
 		Args: cobra.MaximumNArgs(1),
 		PreRunE: func(*cobra.Command, []string) error {
 			if err := checkFormat(output, "text", "markdown", "json"); err != nil {
@@ -65,35 +71,43 @@ problems; with --detailed-exitcode, 2 also when the plan changes something.`,
 				return err
 			}
 			dir := dirArg(args)
-			fleet, err := loadValid(cmd.ErrOrStderr(), dir)
-			if err != nil {
-				return err
-			}
-			prev, err := readPlanStatus(dir, fleet, statusRef)
-			if err != nil {
-				return err
-			}
-			var obs reconcile.Observed
+			stderr := cmd.ErrOrStderr()
+			mode := fleetsync.ObserveStatus
 			if observed == "live" {
-				logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-				w, err := liveWorld(cmd.Context(), fleet, logger)
-				if err != nil {
-					return err
-				}
-				defer closeProviders(cmd.Context(), w.Providers, logger)
-				var oerr error
-				obs, oerr = reconcile.Observe(cmd.Context(), fleet, w, reconcile.ObserveOptions{})
-				if oerr != nil {
-					logger.Warn("Observation incomplete", "error", oerr)
-				}
-				mergeTemplates(&obs, prev)
-			} else {
-				obs = prev.Observed()
+				mode = fleetsync.ObserveLive
 			}
-			d := desiredFor(fleet, dir, prev, at)
-			p := reconcile.Compute(d, obs, fleet.Spec.Policy.Limits(), at)
-			if err := writePlan(cmd.OutOrStdout(), &p, output); err != nil {
+			src := &fleetsync.DirSource{Dir: dir, StatusRef: statusRef, AllowMissingStatus: allowMissing}
+			loop := &fleetsync.Loop{Source: src, World: liveWorldFunc, Observe: mode, DryRun: true,
+				Logger: slog.New(slog.NewTextHandler(stderr, nil)), Now: func() time.Time { return at }}
+			defer loop.Close(cmd.Context())
+			res := loop.Sync(cmd.Context())
+			if res.Snapshot == nil {
+				return usageError(res.Err)
+			}
+			if err := reportLoad(stderr, dir, res, true); err != nil {
 				return err
+			}
+			switch res.FailedAt {
+			case fleetsync.StageStatus, fleetsync.StageWorld:
+				if errors.Is(res.Err, fleetsync.ErrNoStatus) {
+					return usageError(fmt.Errorf("%w (fleet.yaml keeps status on branch %s)", res.Err, statusBranchOf(res.Fleet)))
+				}
+				return usageError(res.Err)
+			}
+			p := &res.Sync.Plan
+			p.Observed = observedLine(mode, res)
+			if w := res.Previous.Warning; w != "" && mode == fleetsync.ObserveStatus {
+				p.Warnings = append(p.Warnings, w)
+				fmt.Fprintf(stderr, "Warning: %s\n", w)
+			}
+			if res.Desired.FactsError != "" {
+				p.Warnings = append(p.Warnings, "safety facts unavailable ("+res.Desired.FactsError+"): no cluster is decommissioned and no TTL expires")
+			}
+			if err := writePlan(cmd.OutOrStdout(), p, output); err != nil {
+				return err
+			}
+			if res.Unreachable != nil {
+				return usageError(fmt.Errorf("the plan leaves alone what could not be observed: %w", res.Unreachable))
 			}
 			if detailed && p.HasChanges() {
 				return &exitError{code: exitChanges}
@@ -102,46 +116,13 @@ problems; with --detailed-exitcode, 2 also when the plan changes something.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&observed, "observed", "status", "where the observed state comes from: status (DIR/status/) or live")
+	f.StringVar(&observed, "observed", "status", "where the observed state comes from: status (the recorded status) or live")
 	f.StringVarP(&output, "output", "o", "text", "output format: text, markdown or json")
-	f.BoolVar(&detailed, "detailed-exitcode", false, "exit 2 when the plan changes something")
+	f.BoolVar(&detailed, "detailed-exitcode", false, "exit 0 without changes, 1 on errors, 2 when the plan changes something")
 	f.StringVar(&now, "now", "", "plan as of this time (RFC 3339), for TTLs; default the current time")
-	f.StringVar(&statusRef, "status-ref", "", "read status/ from this revision of DIR's git clone (default: DIR/status/ when present, else origin/<status branch> when the clone has it)")
+	f.StringVar(&statusRef, "status-ref", "", "read status/ from this revision of DIR's git clone (default: see above)")
+	f.BoolVar(&allowMissing, "allow-missing-status", false, "plan against an empty world when the status branch cannot be read, instead of failing")
 	return cmd
-}
-
-// readPlanStatus reads the last observed state for plan: from the revision
-// statusRef of DIR's clone when given; otherwise from DIR/status/ when it
-// exists, else from origin/<status branch> when DIR is a clone that has it
-// (the fleet keeps status on its own branch); with neither, the world is
-// empty and the plan creates everything.
-func readPlanStatus(dir string, fleet *schema.Fleet, statusRef string) (*reconcile.StatusSet, error) {
-	if statusRef == "" {
-		if info, err := os.Stat(filepath.Join(dir, reconcile.StatusDir)); err == nil && info.IsDir() {
-			return readStatusDir(dir)
-		}
-	}
-	ref := statusRef
-	if ref == "" {
-		branch := fleet.Spec.Status.Branch
-		if branch == "" {
-			branch = schema.DefaultStatusBranch
-		}
-		ref = "origin/" + branch
-	}
-	files, err := fgit.ReadLocalFiles(dir, ref, reconcile.StatusDir)
-	switch {
-	case err == nil:
-	case statusRef == "" && (errors.Is(err, gogit.ErrRepositoryNotExists) || errors.Is(err, fgit.ErrRevisionNotFound)):
-		return &reconcile.StatusSet{Clusters: map[string]*reconcile.ClusterStatus{}}, nil
-	default:
-		return nil, usageError(fmt.Errorf("cannot read status from %s: %w", ref, err))
-	}
-	set, err := reconcile.ReadStatusFiles(files)
-	if err != nil {
-		return nil, usageError(fmt.Errorf("status at %s: %w", ref, err))
-	}
-	return set, nil
 }
 
 func writePlan(w io.Writer, p *reconcile.Plan, format string) error {
@@ -168,75 +149,4 @@ func parseNow(s string) (time.Time, error) {
 		return time.Time{}, usageError(fmt.Errorf("--now: %w", err))
 	}
 	return t, nil
-}
-
-// loadValid loads DIR, printing its diagnostics to stderr; a fleet with
-// errors is exit 1.
-func loadValid(stderr io.Writer, dir string) (*schema.Fleet, error) {
-	fleet, diags, err := loadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	if len(diags) > 0 {
-		if err := writeDiagnostics(stderr, "text", dir, diags); err != nil {
-			return nil, err
-		}
-	}
-	if diags.HasErrors() || fleet == nil {
-		errs, _ := countDiags(diags)
-		return nil, &exitError{code: exitInvalid, err: fmt.Errorf("%s: the fleet is invalid (%s): nothing is planned", dir, plural(errs, "error"))}
-	}
-	return fleet, nil
-}
-
-// readStatusDir reads DIR/status/; a missing one is an empty status.
-func readStatusDir(dir string) (*reconcile.StatusSet, error) {
-	set, err := reconcile.ReadStatus(os.DirFS(dir))
-	if err != nil {
-		return nil, usageError(fmt.Errorf("cannot read %s: %w", filepath.Join(dir, reconcile.StatusDir), err))
-	}
-	return set, nil
-}
-
-// liveWorld builds the live world of a fleet.
-func liveWorld(ctx context.Context, fleet *schema.Fleet, logger *slog.Logger) (reconcile.World, error) {
-	providers, registry, nodes, err := buildWorldFunc(ctx, fleet, logger)
-	if err != nil {
-		return reconcile.World{}, usageError(fmt.Errorf("cannot reach the fleet's providers: %w", err))
-	}
-	return reconcile.World{Providers: providers, Registry: registry, Nodes: nodes}, nil
-}
-
-// buildWorldFunc is buildWorld; tests replace it with fakes.
-var buildWorldFunc = buildWorld
-
-func mergeTemplates(o *reconcile.Observed, prev *reconcile.StatusSet) {
-	for h, t := range prev.Observed().Templates {
-		if _, ok := o.Templates[h]; ok {
-			continue
-		}
-		if o.Templates == nil {
-			o.Templates = map[string]reconcile.Template{}
-		}
-		o.Templates[h] = t
-	}
-}
-
-// desiredFor builds the desired state of a loaded fleet in dir. Without the
-// git history, a temporary cluster's creation time comes from its recorded
-// expiry, else it is taken as created now (the change being planned creates
-// it).
-func desiredFor(fleet *schema.Fleet, dir string, prev *reconcile.StatusSet, now time.Time) reconcile.Desired {
-	d := reconcile.Desired{Fleet: fleet, Revision: fgit.LocalHead(dir), CreatedAt: map[string]time.Time{}, Protected: prev.Protected()}
-	for _, c := range fleet.Clusters {
-		if c.Effective.TTL <= 0 {
-			continue
-		}
-		created := now
-		if st := prev.Clusters[c.Effective.Name]; st != nil && st.ExpiresAt != nil {
-			created = st.ExpiresAt.Add(-c.Effective.TTL)
-		}
-		d.CreatedAt[c.Effective.Name] = created
-	}
-	return d
 }

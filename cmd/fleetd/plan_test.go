@@ -58,7 +58,7 @@ func TestPlanCommand(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
-		for _, want := range []string{"9 clusters: 9 to create", "Machines: 46 to create", "Cost per month: 0.00 → 8976.81 (+8976.81)", "payments/payments-prod (aws-eu): create"} {
+		for _, want := range []string{"9 clusters: 9 to create", "Machines: 46 to create", "Cost per month: 0.00 → 8976.81 (+8976.81) after this sync", "payments/payments-prod (aws-eu): create"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("plan lacks %q:\n%s", want, out)
 			}
@@ -71,7 +71,7 @@ func TestPlanCommand(t *testing.T) {
 	})
 	t.Run("markdown groups by team with the cost delta", func(t *testing.T) {
 		_, out, _ := run(t, "plan", dir, "--now", planNow, "-o", "markdown")
-		for _, want := range []string{"### fleetd plan", "#### payments", "Cost/month: 0.00 → 2733.85 (+2733.85) · budget 6000.00", "| `payments-prod` | create | +9 −0 |"} {
+		for _, want := range []string{"### fleetd plan", "#### payments", "Cost/month after this sync: 0.00 → 2733.85 (+2733.85) · budget 6000.00", "| `payments-prod` | create | +9 −0 |"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("markdown lacks %q:\n%s", want, out)
 			}
@@ -131,42 +131,67 @@ func TestPlanInvalidFleet(t *testing.T) {
 
 // withFakeWorld makes apply and plan --observed=live use fakes.
 func withFakeWorld(t *testing.T, w *reconciletest.World) {
-	old := buildWorldFunc
-	t.Cleanup(func() { buildWorldFunc = old })
-	buildWorldFunc = func(_ context.Context, f *schema.Fleet, _ *slog.Logger) (map[string]reconcile.Provider, reconcile.Registry, reconcile.Nodes, error) {
+	old := liveWorldFunc
+	t.Cleanup(func() { liveWorldFunc = old })
+	liveWorldFunc = func(_ context.Context, f *schema.Fleet, _ *slog.Logger) (reconcile.World, func(context.Context), error) {
 		var names []string
 		for _, p := range f.Spec.Providers {
 			names = append(names, p.Name)
 		}
-		rw := w.World(f.Spec.Rancher != nil, names...)
-		return rw.Providers, rw.Registry, rw.Nodes, nil
+		return w.World(f.Spec.Rancher != nil, names...), func(context.Context) {}, nil
 	}
+}
+
+// gitRepo makes dir a git repository with its files committed on main and
+// returns a function that runs git in it.
+func gitRepo(t *testing.T, dir string) func(args ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git binary not installed")
+	}
+	git := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=Test", "-c", "user.email=test@example.com"}, args...)...)
+		cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v: %s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q", "-b", "main")
+	git("add", "-A")
+	git("commit", "-q", "-m", "the fleet")
+	return git
 }
 
 func TestApplyThenPlanFromStatus(t *testing.T) {
 	dir := exampleRepo(t)
+	git := gitRepo(t, dir)
+	work := t.TempDir()
 	w := reconciletest.NewWorld(time.Now())
 	withFakeWorld(t, w)
 
-	if code, _, stderr := run(t, "apply", dir, "--dry-run"); code != 0 {
+	if code, _, stderr := run(t, "apply", dir, "--dry-run", "--work-dir", work); code != 0 {
 		t.Fatalf("dry run: exit %d: %s", code, stderr)
 	}
 	if len(w.Machines()) != 0 {
 		t.Fatal("dry run created machines")
 	}
-	if _, err := os.Stat(filepath.Join(dir, "status")); !os.IsNotExist(err) {
+	if out := git("branch", "--list", "fleet-status"); out != "" {
 		t.Fatal("dry run wrote status")
 	}
 
-	// Apply until converged; status files follow the world.
-	applyUntilConverged(t, dir, w)
-	summary, err := os.ReadFile(filepath.Join(dir, "status", "SUMMARY.md"))
-	if err != nil || !bytes.Contains(summary, []byte("9 clusters, 9 ready")) {
-		t.Fatalf("summary: %v\n%s", err, summary)
+	// Apply until converged; status commits follow the world.
+	applyUntilConverged(t, dir, w, "--work-dir", work)
+	if summary := git("show", "fleet-status:status/SUMMARY.md"); !strings.Contains(summary, "9 clusters, 9 ready") {
+		t.Fatalf("summary:\n%s", summary)
 	}
 
-	// Planning from the recorded status: nothing to do.
-	if code, out, stderr := run(t, "plan", dir, "--detailed-exitcode"); code != 0 {
+	// Planning from the recorded status: nothing to do, and it says what it
+	// planned against.
+	code, out, stderr := run(t, "plan", dir, "--detailed-exitcode")
+	if code != 0 || !strings.Contains(out, "Observed: recorded status, fleet-status @ ") {
 		t.Fatalf("exit %d: %s%s", code, out, stderr)
 	}
 	// A change to the repo shows against the status, with its cost.
@@ -175,7 +200,7 @@ func TestApplyThenPlanFromStatus(t *testing.T) {
 	if err := os.WriteFile(p, append(b, []byte("pools:\n  - name: workers\n    replicas: 4\n")...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, out, stderr := run(t, "plan", dir, "--detailed-exitcode")
+	code, out, stderr = run(t, "plan", dir, "--detailed-exitcode")
 	if code != exitChanges || !strings.Contains(out, "create 2 machines in workers on aws-eu: scale workers 2 → 4") ||
 		!strings.Contains(out, "cost per month 390.55 → 702.99 (+312.44)") {
 		t.Fatalf("exit %d:\n%s%s", code, out, stderr)
@@ -184,17 +209,19 @@ func TestApplyThenPlanFromStatus(t *testing.T) {
 	if code, out, _ := run(t, "plan", dir, "--observed", "live", "-o", "json"); code != 0 || !strings.Contains(out, "payments-staging-workers-") {
 		t.Fatalf("live plan: exit %d", code)
 	}
+	git("checkout", "-q", "--", ".")
 
-	// A removed cluster file leaves its status file once decommissioned.
-	if err := os.Remove(filepath.Join(dir, "clusters", "data", "data-analytics.yaml")); err != nil {
-		t.Fatal(err)
-	}
+	// A cluster file removed by a commit is decommissioned, and its status
+	// file goes once it is gone.
+	git("rm", "-q", "clusters/data/data-analytics.yaml")
+	git("commit", "-q", "-m", "data: remove data-analytics")
 	for range 4 {
-		run(t, "apply", dir)
+		_, out, stderr := run(t, "apply", dir, "--work-dir", work)
+		t.Log(out, stderr)
 		w.Settle()
 	}
-	if _, err := os.Stat(filepath.Join(dir, "status", "data", "data-analytics.yaml")); !os.IsNotExist(err) {
-		t.Errorf("status of a decommissioned cluster is still there: %v", err)
+	if files := git("ls-tree", "-r", "--name-only", "fleet-status"); strings.Contains(files, "data-analytics") {
+		t.Errorf("status of a decommissioned cluster is still there:\n%s", files)
 	}
 }
 
@@ -222,12 +249,12 @@ func (e errString) Error() string { return string(e) }
 
 // applyUntilConverged runs fleetd apply on dir against the fake world until
 // nothing changes.
-func applyUntilConverged(t *testing.T, dir string, w *reconciletest.World) {
+func applyUntilConverged(t *testing.T, dir string, w *reconciletest.World, flags ...string) {
 	t.Helper()
 	for i := 0; ; i++ {
-		code, out, stderr := run(t, "apply", dir)
+		code, out, stderr := run(t, append([]string{"apply", dir}, flags...)...)
 		if code != 0 {
-			t.Fatalf("apply %d: exit %d: %s", i, code, stderr)
+			t.Fatalf("apply %d: exit %d: %s\n%s", i, code, out, stderr)
 		}
 		if strings.Contains(stderr, "token") && strings.Contains(stderr, "SECRET-TOKEN") {
 			t.Fatal("a registration token in the log")
@@ -243,45 +270,34 @@ func applyUntilConverged(t *testing.T, dir string, w *reconciletest.World) {
 }
 
 // TestPlanReadsStatusBranch: a fleet that keeps status on its own branch
-// plans against origin/<status branch> of the clone, or --status-ref.
+// plans against origin/<status branch> of the clone, or --status-ref, and
+// fails rather than plan against nothing when it cannot be read.
 func TestPlanReadsStatusBranch(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git binary not installed")
-	}
 	dir := exampleRepo(t)
+	git := gitRepo(t, dir)
 	w := reconciletest.NewWorld(time.Now())
 	withFakeWorld(t, w)
-	applyUntilConverged(t, dir, w)
+	applyUntilConverged(t, dir, w, "--work-dir", t.TempDir())
+	// As in a merge request pipeline: the status branch is a remote one.
+	git("update-ref", "refs/remotes/origin/fleet-status", git("rev-parse", "fleet-status"))
+	git("branch", "-q", "-D", "fleet-status")
 
-	git := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=Test", "-c", "user.email=test@example.com"}, args...)...)
-		cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v: %s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	git("init", "-q", "-b", "main")
-	git("add", "-A")
-	git("commit", "-q", "-m", "fleet and its status")
-	git("update-ref", "refs/remotes/origin/fleet-status", git("rev-parse", "HEAD"))
-	if err := os.RemoveAll(filepath.Join(dir, "status")); err != nil {
-		t.Fatal(err)
-	}
-
-	if code, out, stderr := run(t, "plan", dir, "--detailed-exitcode"); code != 0 {
+	if code, out, stderr := run(t, "plan", dir, "--detailed-exitcode"); code != 0 || !strings.Contains(out, "origin/fleet-status @ ") {
 		t.Errorf("plan from origin/fleet-status: exit %d: %s%s", code, out, stderr)
 	}
-	if code, out, stderr := run(t, "plan", dir, "--detailed-exitcode", "--status-ref", "main"); code != 0 {
-		t.Errorf("plan from --status-ref main: exit %d: %s%s", code, out, stderr)
+	if code, out, stderr := run(t, "plan", dir, "--detailed-exitcode", "--status-ref", "origin/fleet-status"); code != 0 {
+		t.Errorf("plan from --status-ref: exit %d: %s%s", code, out, stderr)
 	}
 	if code, _, stderr := run(t, "plan", dir, "--status-ref", "no-such-branch"); code != exitUsage || !strings.Contains(stderr, "no-such-branch") {
 		t.Errorf("unknown ref: exit %d: %s", code, stderr)
 	}
 	git("update-ref", "-d", "refs/remotes/origin/fleet-status")
-	if code, out, _ := run(t, "plan", dir, "--detailed-exitcode"); code != exitChanges || !strings.Contains(out, "9 to create") {
-		t.Errorf("without any status: exit %d, want a creation plan:\n%s", code, out)
+	code, out, stderr := run(t, "plan", dir, "--detailed-exitcode")
+	if code != exitUsage || out != "" || !strings.Contains(stderr, "fleet-status cannot be read") || !strings.Contains(stderr, "--allow-missing-status") {
+		t.Errorf("without any status: exit %d, want a failure:\n%s%s", code, out, stderr)
+	}
+	code, out, _ = run(t, "plan", dir, "--detailed-exitcode", "--allow-missing-status")
+	if code != exitChanges || !strings.Contains(out, "9 to create") || !strings.Contains(out, "Warning: no recorded status") {
+		t.Errorf("--allow-missing-status: exit %d, want a creation plan with a warning:\n%s", code, out)
 	}
 }

@@ -1,0 +1,294 @@
+package fleetsync
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	fgit "github.com/fleetd/fleetd/internal/git"
+	"github.com/fleetd/fleetd/reconcile"
+	"github.com/fleetd/fleetd/schema"
+)
+
+// ObserveMode says where a sync's observed world comes from.
+type ObserveMode int
+
+const (
+	// ObserveLive asks the providers and Rancher.
+	ObserveLive ObserveMode = iota
+	// ObserveStatus reads the last recorded status: a plan that needs no
+	// credentials, for merge request pipelines.
+	ObserveStatus
+)
+
+// Loop runs syncs of one fleet repo. It keeps, between syncs, the live world
+// (rebuilt when fleet.yaml's providers or Rancher change), what history
+// blobs said, and which clusters stalled at which revision. Sync calls run
+// one at a time.
+type Loop struct {
+	// Source is where the fleet repo is read and status written.
+	Source Source
+	// World builds the live world (LiveWorld when nil). Unused with
+	// ObserveStatus.
+	World WorldFunc
+	// Observe says where the observed world comes from.
+	Observe ObserveMode
+	// DryRun plans and reports, and changes nothing: no action runs and no
+	// status is written. It never changes the plan.
+	DryRun bool
+	// NoStatus leaves the recorded status alone even when not a dry run.
+	NoStatus bool
+	// Apply tunes how actions run.
+	Apply reconcile.ApplyOptions
+	// Logger receives operator logs (slog.Default() when nil).
+	Logger *slog.Logger
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+
+	mu       sync.Mutex
+	world    reconcile.World
+	worldKey string
+	closeW   func(context.Context)
+	facts    factsCache
+	stalled  map[string]stall
+	stallRev string
+}
+
+type stall struct{ msg string }
+
+func (l *Loop) logger() *slog.Logger {
+	if l.Logger != nil {
+		return l.Logger
+	}
+	return slog.Default()
+}
+
+func (l *Loop) now() time.Time {
+	if l.Now != nil {
+		return l.Now().UTC().Truncate(time.Second)
+	}
+	return time.Now().UTC().Truncate(time.Second)
+}
+
+// Close ends the live world's sessions.
+func (l *Loop) Close(ctx context.Context) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closeW != nil {
+		l.closeW(ctx)
+		l.closeW = nil
+	}
+	l.world, l.worldKey = reconcile.World{}, ""
+}
+
+// Stage names the step of a sync.
+type Stage string
+
+// Stages of a sync, in order.
+const (
+	StageFetch   Stage = "fetch"
+	StageLoad    Stage = "load"
+	StageStatus  Stage = "read status"
+	StageWorld   Stage = "connect"
+	StageObserve Stage = "observe"
+	StageApply   Stage = "apply"
+	StageReport  Stage = "write status"
+)
+
+// Result is what one sync saw, did and reports.
+type Result struct {
+	// Snapshot is the revision synced; nil when the fetch failed.
+	Snapshot *Snapshot
+	// Loaded reports that the fetch and the load of fleet.yaml succeeded.
+	Loaded      bool
+	Fleet       *schema.Fleet
+	Diagnostics schema.Diagnostics
+	Desired     reconcile.Desired
+	// Previous is the status the sync started from, and where it came from.
+	Previous RecordedStatus
+	Sync     reconcile.SyncResult
+	// Changes are the clusters whose status changed.
+	Changes []reconcile.StatusChange
+	// StatusCommit is the status commit made ("" when none).
+	StatusCommit string
+	// Unreachable joins the providers and Rancher that could not be reached
+	// or refused the credentials.
+	Unreachable error
+	// Err joins every failure of the sync, each wrapped once with its step.
+	Err error
+	// FailedAt is the first step that failed ("" when none).
+	FailedAt Stage
+	// Reaction is what the failures call for (see Decide), and Requeue when
+	// to sync again (0: at the poll interval).
+	Reaction reconcile.Reaction
+	Requeue  time.Duration
+}
+
+func (r *Result) fail(stage Stage, err error) {
+	if err == nil {
+		return
+	}
+	if r.FailedAt == "" {
+		r.FailedAt = stage
+	}
+	r.Err = errors.Join(r.Err, fmt.Errorf("%s: %w", stage, err))
+}
+
+// Sync runs one sync: fetch, load, desired state with its safety facts,
+// previous status, observe, plan, gate, apply, fold, status commit.
+func (l *Loop) Sync(ctx context.Context) *Result {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	log := l.logger()
+	res := &Result{}
+	defer l.decide(res)
+
+	snap, err := l.Source.Snapshot(ctx)
+	if err != nil {
+		res.fail(StageFetch, classifyGit(err))
+		return res
+	}
+	res.Snapshot = snap
+	log = log.With("revision", snap.Revision)
+	now := l.now()
+
+	fleet, diags := schema.Load(snap.FS)
+	res.Fleet, res.Diagnostics = fleet, diags
+	res.Loaded = fleet != nil
+	d, hist := l.desiredFrom(ctx, snap, fleet, diags, now)
+	if l.stallRev != snap.Revision {
+		l.stalled, l.stallRev = nil, snap.Revision
+	}
+	for name, s := range l.stalled {
+		if d.Stalled == nil {
+			d.Stalled = map[string]string{}
+		}
+		d.Stalled[name] = s.msg
+	}
+
+	prev, err := l.Source.ReadStatus(ctx, fleet)
+	if err != nil {
+		res.fail(StageStatus, err)
+		return res
+	}
+	res.Previous = prev
+	prevSet, err := reconcile.ReadStatusFiles(prev.Files)
+	if err != nil {
+		// Status is a report: one that cannot be read is replaced, and
+		// nothing destructive ever depended on it.
+		log.Warn("Recorded status cannot be read: it is rewritten from what is observed", "from", prev.From, "error", err)
+		res.Previous.Warning = fmt.Sprintf("the recorded status at %s cannot be read (%v): it is ignored", prev.From, err)
+		prevSet = &reconcile.StatusSet{Clusters: map[string]*reconcile.ClusterStatus{}}
+	}
+
+	r := &reconcile.Reconciler{Logger: l.logger(), DryRun: l.DryRun || l.Observe == ObserveStatus, Apply: l.Apply}
+	var observed reconcile.Observed
+	switch {
+	case fleet == nil:
+		res.fail(StageLoad, reconcile.Stalled(errors.New("fleet.yaml is invalid: nothing changes until it is fixed")))
+	case l.Observe == ObserveStatus:
+		observed = prevSet.Observed()
+	default:
+		w, err := l.liveWorld(ctx, fleet, log)
+		if err != nil {
+			res.fail(StageWorld, err)
+			res.Unreachable = err
+			return res
+		}
+		r.World = w
+		var oerr error
+		observed, oerr = reconcile.Observe(reconcile.WithLogger(ctx, log), fleet, w, reconcile.ObserveOptions{Concurrency: l.Apply.Concurrency})
+		if oerr != nil {
+			log.Warn("Observation incomplete: the clusters it concerns are left alone", "error", oerr)
+			res.fail(StageObserve, oerr)
+			res.Unreachable = oerr
+		}
+	}
+	l.removals(ctx, &d, hist, snap, observed)
+	res.Desired = d
+	res.Sync = r.SyncObserved(ctx, d, observed, prevSet, now)
+	if a := res.Sync.Applied; a != nil {
+		for _, c := range a.Clusters {
+			if c.Reaction == reconcile.ReactStall {
+				if l.stalled == nil {
+					l.stalled = map[string]stall{}
+				}
+				l.stalled[c.Cluster] = stall{msg: c.Err.Error()}
+			}
+		}
+		// A cluster waiting for something in progress has not failed.
+		var errs []error
+		for _, c := range a.Clusters {
+			if c.Err != nil && c.Reaction != reconcile.ReactRequeue {
+				errs = append(errs, fmt.Errorf("cluster %s: %w", c.Cluster, c.Err))
+			}
+		}
+		res.fail(StageApply, errors.Join(errs...))
+	}
+	res.Changes = reconcile.StatusChanges(prev.Files, res.Sync.Status)
+	if l.DryRun || l.NoStatus || l.Observe == ObserveStatus {
+		return res
+	}
+	msg := statusMessage(res.Changes)
+	commit, committed, err := l.Source.WriteStatus(ctx, fleet, res.Sync.Status, msg)
+	if err != nil {
+		res.fail(StageReport, reconcile.Transient(err))
+		return res
+	}
+	if committed {
+		res.StatusCommit = cmp.Or(commit, "written")
+		log.Info("Status recorded", "commit", commit, "subject", msg.Subject)
+	}
+	return res
+}
+
+func statusMessage(changes []reconcile.StatusChange) fgit.Message {
+	cs := make([]fgit.ClusterChange, len(changes))
+	for i, c := range changes {
+		cs[i] = fgit.ClusterChange{Cluster: c.Team + "/" + c.Cluster, Summary: c.Summary}
+	}
+	return fgit.StatusMessage(cs)
+}
+
+// liveWorld returns the live world of fleet, building it when fleet.yaml's
+// providers or Rancher changed since the last sync.
+func (l *Loop) liveWorld(ctx context.Context, fleet *schema.Fleet, log *slog.Logger) (reconcile.World, error) {
+	key := worldKey(fleet)
+	if l.worldKey == key {
+		return l.world, nil
+	}
+	if l.closeW != nil {
+		l.closeW(ctx)
+		l.closeW = nil
+	}
+	build := l.World
+	if build == nil {
+		build = LiveWorld
+	}
+	w, closeW, err := build(ctx, fleet, log)
+	if err != nil {
+		l.world, l.worldKey = reconcile.World{}, ""
+		return reconcile.World{}, err
+	}
+	l.world, l.worldKey, l.closeW = w, key, closeW
+	return w, nil
+}
+
+// classifyGit marks fetch failures: credentials, host keys and missing
+// repositories or branches need a person; the rest may pass.
+func classifyGit(err error) error {
+	for _, kind := range []error{fgit.ErrAuth, fgit.ErrHostKey, fgit.ErrRepositoryNotFound, fgit.ErrBranchNotFound} {
+		if errors.Is(err, kind) {
+			return reconcile.Stalled(err)
+		}
+	}
+	var st *reconcile.StalledError
+	if errors.As(err, &st) {
+		return err
+	}
+	return reconcile.Transient(err)
+}

@@ -1,0 +1,146 @@
+package fleetsync
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	fgit "github.com/fleetd/fleetd/internal/git"
+	"github.com/fleetd/fleetd/schema"
+)
+
+// RepoSource follows a remote fleet repo from a clone kept in a work
+// directory (the daemon, the demo, `fleetd apply` on a clone): it fetches
+// incrementally, reads trees and history from the clone, and commits status
+// to the status branch that fleet.yaml names, pushing without force.
+type RepoSource struct {
+	// Options open the clone; StatusBranch and Author are taken from
+	// fleet.yaml, and the clone is reopened when they change.
+	Options fgit.Options
+
+	mu   sync.Mutex
+	repo *fgit.Repo
+	last string // the previous snapshot's revision
+}
+
+// Close releases the clone.
+func (s *RepoSource) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.repo == nil {
+		return nil
+	}
+	err := s.repo.Close()
+	s.repo = nil
+	return err
+}
+
+// open returns the clone opened for fleet's status branch and author.
+func (s *RepoSource) open(ctx context.Context, fleet *schema.Fleet) (*fgit.Repo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want := s.Options
+	if fleet != nil {
+		want.StatusBranch = statusBranch(fleet)
+		want.Author = author(fleet)
+	} else if s.repo != nil {
+		return s.repo, nil
+	}
+	if s.repo != nil && want.StatusBranch == s.Options.StatusBranch && want.Author == s.Options.Author {
+		return s.repo, nil
+	}
+	if s.repo != nil {
+		_ = s.repo.Close()
+		s.repo = nil
+	}
+	repo, err := fgit.Open(ctx, want)
+	if err != nil {
+		return nil, err
+	}
+	s.Options, s.repo = want, repo
+	return repo, nil
+}
+
+// Snapshot fetches the tracked branch.
+func (s *RepoSource) Snapshot(ctx context.Context) (*Snapshot, error) {
+	repo, err := s.open(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	fr, err := repo.Fetch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tree, err := repo.FS(ctx, fr.Head)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	changed := fr.Desired != s.last
+	s.last = fr.Desired
+	branch := s.Options.Branch
+	s.mu.Unlock()
+	if branch == "" {
+		branch = fgit.DefaultBranch
+	}
+	return &Snapshot{
+		Revision: fr.Desired, Head: fr.Head, Changed: changed, FS: tree,
+		History: s, HistoryCommit: fr.Head,
+		Describe:      fmt.Sprintf("commit %s of %s", short(fr.Desired), branch),
+		FetchDuration: time.Since(start),
+	}, nil
+}
+
+// ReadStatus fetches the status branch and reads status/ from it.
+func (s *RepoSource) ReadStatus(ctx context.Context, fleet *schema.Fleet) (RecordedStatus, error) {
+	repo, err := s.open(ctx, fleet)
+	if err != nil {
+		return RecordedStatus{}, err
+	}
+	files, head, err := repo.ReadStatus(ctx)
+	if err != nil {
+		return RecordedStatus{}, err
+	}
+	rs := RecordedStatus{Files: files}
+	if head != "" {
+		rs.From = fmt.Sprintf("%s @ %s", statusBranch(fleet), short(head))
+	} else {
+		rs.Warning = fmt.Sprintf("no recorded status: branch %s does not exist yet", statusBranch(fleet))
+	}
+	return rs, nil
+}
+
+// WriteStatus commits files to the status branch and pushes them.
+func (s *RepoSource) WriteStatus(ctx context.Context, fleet *schema.Fleet, files map[string][]byte, msg fgit.Message) (string, bool, error) {
+	repo, err := s.open(ctx, fleet)
+	if err != nil {
+		return "", false, err
+	}
+	res, err := repo.WriteStatus(ctx, files, msg)
+	if err != nil {
+		return "", false, err
+	}
+	return res.Commit, res.Committed, nil
+}
+
+// History walks the kept clone's history (see git.Repo.History). It reads
+// the clone open now, so it stays valid when the clone is reopened for
+// another status branch.
+func (s *RepoSource) History(ctx context.Context, commit, prefix string) (*fgit.History, error) {
+	repo, err := s.open(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return repo.History(ctx, commit, prefix)
+}
+
+// Blob reads a blob of the kept clone.
+func (s *RepoSource) Blob(ctx context.Context, hash string) ([]byte, error) {
+	repo, err := s.open(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return repo.Blob(ctx, hash)
+}
