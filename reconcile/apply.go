@@ -59,12 +59,12 @@ type ClusterResult struct {
 // as the calls answered: the status written after a sync shows the world as
 // the sync left it, not as it found it.
 type Effects struct {
-	Created      []Machine        `json:"created,omitempty"`
-	DeletedIDs   []string         `json:"deletedIDs,omitempty"`
-	Registered   *RancherCluster  `json:"registered,omitempty"`
-	Unregistered bool             `json:"unregistered,omitempty"`
-	Bound        []Binding        `json:"bound,omitempty"`
-	Unbound      []Binding        `json:"unbound,omitempty"`
+	Created      []Machine       `json:"created,omitempty"`
+	DeletedIDs   []string        `json:"deletedIDs,omitempty"`
+	Registered   *RancherCluster `json:"registered,omitempty"`
+	Unregistered bool            `json:"unregistered,omitempty"`
+	Bound        []Binding       `json:"bound,omitempty"`
+	Unbound      []Binding       `json:"unbound,omitempty"`
 	// RancherMachinesDeleted are the names of deleted Rancher machines.
 	RancherMachinesDeleted []string `json:"rancherMachinesDeleted,omitempty"`
 }

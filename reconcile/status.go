@@ -621,6 +621,9 @@ type StatusChange struct {
 	// Summary is the new state in a few words ("Ready (control 3/3, workers
 	// 5/5)"), or "removed" when the file is gone.
 	Summary string
+	// SpecOnly marks a change of the spec commit alone: the cluster's facts
+	// are the same.
+	SpecOnly bool
 }
 
 // StatusChanges compares two sets of status files (as RenderStatus returns
@@ -642,14 +645,19 @@ func StatusChanges(prev, next map[string][]byte) []StatusChange {
 		if !ok || string(prev[p]) == string(next[p]) {
 			continue
 		}
-		sum := "updated"
+		ch := StatusChange{Team: t, Cluster: c, Summary: "updated"}
 		if st, err := parseStatus(next[p]); err == nil {
-			sum = string(st.Phase)
+			ch.Summary = string(st.Phase)
 			if r := poolsReady(st.Pools); r != "" && st.Phase != PhaseDecommissioned {
-				sum += " (" + r + ")"
+				ch.Summary += " (" + r + ")"
+			}
+			if old, err := parseStatus(prev[p]); err == nil && prev[p] != nil {
+				o, n := *old, *st
+				o.SpecCommit, n.SpecCommit = "", ""
+				ch.SpecOnly = string(MarshalStatus(&o)) == string(MarshalStatus(&n))
 			}
 		}
-		out = append(out, StatusChange{Team: t, Cluster: c, Summary: sum})
+		out = append(out, ch)
 	}
 	for _, p := range slices.Sorted(maps.Keys(prev)) {
 		if _, ok := next[p]; ok {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -12,13 +13,13 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
+	"github.com/fleetd/fleetd/internal/fleetsync"
 	fgit "github.com/fleetd/fleetd/internal/git"
 	"github.com/fleetd/fleetd/internal/vcsimserver"
 	"github.com/fleetd/fleetd/providers/aws"
@@ -76,7 +77,7 @@ type demo struct {
 	now      time.Time // the simulated clock
 
 	people  string // the people's clone of the fleet repo, which is the remote
-	repo    *fgit.Repo
+	loop    *fleetsync.Loop
 	ec2     *ec2test.Server
 	vc      *vcsimserver.Server
 	rancher *reconciletest.World
@@ -105,16 +106,11 @@ func (d *demo) run(ctx context.Context, src string) error {
 	if err := d.commitAll(ctx, "Add the ACME fleet"); err != nil {
 		return err
 	}
-	repo, err := fgit.Open(ctx, fgit.Options{
-		URL: d.people, Branch: "main", StatusBranch: statusBranch(fleet),
-		Author: author(fleet), Dir: filepath.Join(d.dir, "fleetd-work"), Logger: d.log,
+	repoSrc := &fleetsync.RepoSource{Options: fgit.Options{
+		URL: d.people, Branch: "main", Dir: filepath.Join(d.dir, "fleetd-work"), Logger: d.log,
 		Now: func() time.Time { return d.now },
-	})
-	if err != nil {
-		return err
-	}
-	defer repo.Close()
-	d.repo = repo
+	}}
+	defer repoSrc.Close()
 
 	if err := d.startProviders(ctx, fleet); err != nil {
 		return err
@@ -122,6 +118,14 @@ func (d *demo) run(ctx context.Context, src string) error {
 	defer d.ec2.Close()
 	defer d.vc.Close()
 	d.say("   providers: vCenter simulator at %s, EC2 endpoint at %s; Rancher simulated in memory", d.vc.URL, d.ec2.URL)
+
+	d.loop = &fleetsync.Loop{
+		Source: repoSrc, Logger: d.log, Now: func() time.Time { return d.now },
+		World: func(context.Context, *schema.Fleet, *slog.Logger) (reconcile.World, func(context.Context), error) {
+			return d.world, func(context.Context) {}, nil
+		},
+		Apply: reconcile.ApplyOptions{Concurrency: 8},
+	}
 
 	d.say("\n== 1. First syncs: fleetd creates every cluster")
 	if err := d.converge(ctx); err != nil {
@@ -150,17 +154,17 @@ func (d *demo) run(ctx context.Context, src string) error {
 		return err
 	}
 
-	files, head, err := d.repo.ReadStatus(ctx)
+	rs, err := repoSrc.ReadStatus(ctx, fleet)
 	if err != nil {
 		return err
 	}
-	d.say("\n== status/SUMMARY.md on branch %s (%s)\n", statusBranch(fleet), short(head))
-	d.say("%s", files[path.Join(reconcile.StatusDir, reconcile.SummaryFile)])
-	logOut, err := exec.CommandContext(ctx, "git", "-C", d.people, "log", "--format=%h %s", statusBranch(fleet)).Output()
+	d.say("\n== status/SUMMARY.md on %s\n", rs.From)
+	d.say("%s", rs.Files[path.Join(reconcile.StatusDir, reconcile.SummaryFile)])
+	logOut, err := exec.CommandContext(ctx, "git", "-C", d.people, "log", "--format=%h %s", cmp.Or(fleet.Spec.Status.Branch, schema.DefaultStatusBranch)).Output()
 	if err != nil {
 		return fmt.Errorf("git log: %w", err)
 	}
-	d.say("== The history of the fleet, as teams read it (git log %s)\n%s", statusBranch(fleet), logOut)
+	d.say("== The history of the fleet, as teams read it (git log %s)\n%s", fleet.Spec.Status.Branch, logOut)
 	return nil
 }
 
@@ -256,59 +260,26 @@ func (d *demo) converge(ctx context.Context) error {
 	return fmt.Errorf("the fleet did not converge within %d syncs", d.maxSyncs)
 }
 
-// sync is one sync of the daemon: fetch, load, observe, plan, gate, apply,
-// report. It reports whether the fleet has converged.
+// sync is one sync of the loop the daemon runs: fetch, load, observe, plan,
+// gate, apply, report. It reports whether the fleet has converged.
 func (d *demo) sync(ctx context.Context) (bool, error) {
 	d.syncs++
-	fr, err := d.repo.Fetch(ctx)
-	if err != nil {
-		return false, err
+	res := d.loop.Sync(ctx)
+	if res.Snapshot == nil {
+		return false, res.Err
 	}
-	tree, err := d.repo.FS(ctx, fr.Head)
-	if err != nil {
-		return false, err
-	}
-	fleet, diags := schema.Load(tree)
-	desired := reconcile.Desired{Fleet: fleet, Diagnostics: diags, Revision: fr.Desired}
-	if fleet != nil {
-		created, err := d.repo.CreationTimes(ctx, fr.Head, schema.ClustersDir+"/")
-		if err != nil {
-			return false, err
-		}
-		desired.CreatedAt = map[string]time.Time{}
-		for _, c := range fleet.Clusters {
-			if t, ok := created[c.Path]; ok {
-				desired.CreatedAt[c.Spec.Name] = t
-			}
-		}
-	}
-	prevFiles, _, err := d.repo.ReadStatus(ctx)
-	if err != nil {
-		return false, err
-	}
-	prev, err := reconcile.ReadStatusFiles(prevFiles)
-	if err != nil {
-		return false, err
-	}
-	r := &reconcile.Reconciler{World: d.world, Logger: d.log, Apply: reconcile.ApplyOptions{Concurrency: 8}}
-	res := r.Sync(ctx, desired, prev, d.now)
-
-	line := fmt.Sprintf("sync %2d  %s  %s", d.syncs, d.now.Format("Jan 02 15:04"), summarize(&res.Plan))
-	if err := res.Err(); err != nil {
+	line := fmt.Sprintf("sync %2d  %s  %s", d.syncs, d.now.Format("Jan 02 15:04"), summarize(&res.Sync.Plan))
+	if err := res.Err; err != nil {
 		first, _, _ := strings.Cut(err.Error(), "\n")
 		line += "\n         error: " + first
 	}
-	changes := statusChanges(prev, res.Status)
-	sr, err := d.repo.WriteStatus(ctx, res.Status, fgit.StatusMessage(changes))
-	if err != nil {
-		return false, err
-	}
-	if sr.Committed {
-		line += fmt.Sprintf("\n         status commit %s %q", short(sr.Commit), fgit.StatusMessage(changes).Subject)
+	if res.StatusCommit != "" {
+		line += fmt.Sprintf("\n         status commit %s %q", short(res.StatusCommit), res.StatusSubject)
 	}
 	d.say("%s", line)
-	return res.Plan.Converged() && res.Err() == nil, nil
+	return res.Sync.Plan.Converged() && res.Err == nil, nil
 }
+
 
 // tick lets a minute of simulated time pass: instances boot or finish
 // terminating, Rancher assigns IDs and removes deleted objects, and running
@@ -355,33 +326,6 @@ func summarize(p *reconcile.Plan) string {
 	return strings.Join(parts, "; ")
 }
 
-// statusChanges lists the clusters whose phase or message changed.
-func statusChanges(prev *reconcile.StatusSet, files map[string][]byte) []fgit.ClusterChange {
-	next, err := reconcile.ReadStatusFiles(files)
-	if err != nil {
-		return nil
-	}
-	var out []fgit.ClusterChange
-	names := make([]string, 0, len(next.Clusters))
-	for n := range next.Clusters {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		c := next.Clusters[n]
-		if p, ok := prev.Clusters[n]; ok && p.Phase == c.Phase && p.Message == c.Message {
-			continue
-		}
-		out = append(out, fgit.ClusterChange{Cluster: c.Team + "/" + c.Cluster, Summary: string(c.Phase)})
-	}
-	for n, c := range prev.Clusters {
-		if _, ok := next.Clusters[n]; !ok {
-			out = append(out, fgit.ClusterChange{Cluster: c.Team + "/" + c.Cluster, Summary: "removed"})
-		}
-	}
-	return out
-}
-
 func (d *demo) git(ctx context.Context, args ...string) error {
 	cmd := exec.CommandContext(ctx, "git", append([]string{"-C", d.people}, args...)...)
 	date := d.now.Format(time.RFC3339)
@@ -413,20 +357,6 @@ func (d *demo) edit(path, old, repl string) error {
 		return errors.New(path + ": nothing to change")
 	}
 	return os.WriteFile(p, bytes.Replace(data, []byte(old), []byte(repl), 1), 0o644) //nolint:gosec // p is a file of the demo's own repository
-}
-
-func statusBranch(f *schema.Fleet) string {
-	if f.Spec.Status.Branch != "" {
-		return f.Spec.Status.Branch
-	}
-	return schema.DefaultStatusBranch
-}
-
-func author(f *schema.Fleet) fgit.Signature {
-	if a := f.Spec.Status.Author; a != nil {
-		return fgit.Signature{Name: a.Name, Email: a.Email}
-	}
-	return fgit.Signature{}
 }
 
 func short(sha string) string {

@@ -23,7 +23,7 @@ import (
 // daemon parses each removed file and each earlier version once.
 type factsCache struct {
 	mu       sync.Mutex
-	declared map[string]declaration       // by blob
+	declared map[string]declaration     // by blob
 	valid    map[string]*schema.Cluster // by fleet.yaml digest and blob; nil: not valid
 }
 

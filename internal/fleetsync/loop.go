@@ -113,8 +113,10 @@ type Result struct {
 	Sync     reconcile.SyncResult
 	// Changes are the clusters whose status changed.
 	Changes []reconcile.StatusChange
-	// StatusCommit is the status commit made ("" when none).
-	StatusCommit string
+	// StatusCommit is the status commit made ("" when none), and
+	// StatusSubject its subject.
+	StatusCommit  string
+	StatusSubject string
 	// Unreachable joins the providers and Rancher that could not be reached
 	// or refused the credentials.
 	Unreachable error
@@ -240,18 +242,30 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 		return res
 	}
 	if committed {
-		res.StatusCommit = cmp.Or(commit, "written")
+		res.StatusCommit, res.StatusSubject = cmp.Or(commit, "written"), msg.Subject
 		log.Info("Status recorded", "commit", commit, "subject", msg.Subject)
 	}
 	return res
 }
 
+// statusMessage names in the subject the clusters whose facts changed; one
+// whose status changed only by its spec commit is listed in the body only,
+// unless nothing else changed.
 func statusMessage(changes []reconcile.StatusChange) fgit.Message {
-	cs := make([]fgit.ClusterChange, len(changes))
-	for i, c := range changes {
-		cs[i] = fgit.ClusterChange{Cluster: c.Team + "/" + c.Cluster, Summary: c.Summary}
+	var facts, all []fgit.ClusterChange
+	for _, c := range changes {
+		cc := fgit.ClusterChange{Cluster: c.Team + "/" + c.Cluster, Summary: c.Summary}
+		all = append(all, cc)
+		if !c.SpecOnly {
+			facts = append(facts, cc)
+		}
 	}
-	return fgit.StatusMessage(cs)
+	if len(facts) == 0 {
+		return fgit.StatusMessage(all)
+	}
+	msg := fgit.StatusMessage(facts)
+	msg.Body = fgit.StatusMessage(all).Body
+	return msg
 }
 
 // liveWorld returns the live world of fleet, building it when fleet.yaml's

@@ -40,21 +40,7 @@ func StatusMessage(changes []ClusterChange) Message {
 	cs := slices.Clone(changes)
 	slices.SortStableFunc(cs, func(a, b ClusterChange) int { return strings.Compare(a.Cluster, b.Cluster) })
 
-	subject, full := firstSubject(cs[0], len(cs)-1)
-	for i := 1; i < len(cs) && !full; i++ {
-		next := subject + ", " + oneLine(cs[i].String())
-		rest := len(cs) - i - 1
-		more := ""
-		if rest > 0 {
-			more = fmt.Sprintf(" and %d more", rest)
-		}
-		if len(next)+len(more) > MaxSubjectLen {
-			subject += fmt.Sprintf(" and %d more", len(cs)-i)
-			break
-		}
-		subject = next
-	}
-
+	subject := subjectOf(cs)
 	var body strings.Builder
 	for _, c := range cs {
 		body.WriteString("- ")
@@ -69,25 +55,57 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// firstSubject names the first changed cluster within MaxSubjectLen, leaving
-// room for " and N more" when more follow: with its summary when it fits,
-// else its name alone, else its name cut short.
-// full reports that the subject already says how many more follow.
-func firstSubject(c ClusterChange, more int) (subject string, full bool) {
-	tail := ""
-	if more > 0 {
-		tail = fmt.Sprintf(" and %d more", more)
+// subjectOf fits the changes into MaxSubjectLen: every cluster with its
+// summary when that fits, else with the summary's first word (the phase),
+// else as many clusters as fit followed by "and N more"; a single name too
+// long for the line is cut short.
+func subjectOf(cs []ClusterChange) string {
+	short := func(c ClusterChange) ClusterChange {
+		word, _, _ := strings.Cut(strings.TrimSpace(c.Summary), " ")
+		return ClusterChange{Cluster: c.Cluster, Summary: word}
 	}
-	if s := "status: " + oneLine(c.String()); len(s)+len(tail) <= MaxSubjectLen || (more == 0 && len(s) <= MaxSubjectLen) {
-		return s, false
+	join := func(f func(ClusterChange) ClusterChange) string {
+		parts := make([]string, len(cs))
+		for i, c := range cs {
+			parts[i] = oneLine(f(c).String())
+		}
+		return "status: " + strings.Join(parts, ", ")
 	}
-	s := "status: " + oneLine(c.Cluster)
-	if len(s)+len(tail) <= MaxSubjectLen {
-		return s + tail, more > 0
+	if s := join(func(c ClusterChange) ClusterChange { return c }); len(s) <= MaxSubjectLen {
+		return s
 	}
-	cut := MaxSubjectLen - len(tail) - len("…")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	if s := join(short); len(s) <= MaxSubjectLen {
+		return s
 	}
-	return s[:cut] + "…" + tail, more > 0
+	subject := ""
+	for i, c := range cs {
+		more := ""
+		if rest := len(cs) - i - 1; rest > 0 {
+			more = fmt.Sprintf(" and %d more", rest)
+		}
+		item := oneLine(short(c).String())
+		next := "status: " + item
+		if i > 0 {
+			next = subject + ", " + item
+		}
+		if len(next)+len(more) <= MaxSubjectLen {
+			subject = next
+			continue
+		}
+		if i > 0 {
+			return subject + fmt.Sprintf(" and %d more", len(cs)-i)
+		}
+		// Not even the first one fits: its name alone, cut if need be.
+		name := "status: " + oneLine(c.Cluster)
+		if len(name)+len(more) <= MaxSubjectLen {
+			subject = name
+			continue
+		}
+		cut := MaxSubjectLen - len(more) - len("…")
+		for cut > 0 && !utf8.RuneStart(name[cut]) {
+			cut--
+		}
+		return name[:cut] + "…" + more
+	}
+	return subject
 }

@@ -248,7 +248,19 @@ func TestStatusMessage(t *testing.T) {
 		{
 			"many are truncated",
 			many,
-			"status: teama/cluster Ready (workers 5/5) and 11 more",
+			"status: teama/cluster Ready, teamb/cluster Ready and 10 more",
+			"",
+		},
+		{
+			"phases only when the summaries do not fit",
+			[]ClusterChange{{"payments/prod", "Scaling (control 3/3, workers 6/8)"}, {"trading/dev", "Decommissioning (control 0/0)"}},
+			"status: payments/prod Scaling, trading/dev Decommissioning",
+			"",
+		},
+		{
+			"a name longer than the line is cut",
+			[]ClusterChange{{"payments/" + strings.Repeat("x", 63), "Ready"}, {"qa/a", "Ready"}},
+			"status: payments/" + strings.Repeat("x", 41) + "… and 1 more",
 			"",
 		},
 		{"summary on one line", []ClusterChange{{"a/b", "Failed:\n  boom"}}, "status: a/b Failed: boom", "- a/b Failed: boom\n"},
