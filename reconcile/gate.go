@@ -99,7 +99,7 @@ func gatePrune(p *Plan, d Desired, l schema.Limits) {
 			continue
 		}
 		pending++
-		causes = append(causes, orNone(shortRev(by)))
+		causes = append(causes, orNone(by))
 	}
 	if pending == 0 || pending*100 <= l.PruneGuardPercent*total {
 		return
