@@ -11,7 +11,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"testing/fstest"
 
 	"sigs.k8s.io/yaml"
 
@@ -31,11 +30,33 @@ type StatusSet struct {
 // (status/...), as RenderStatus returns them and the git layer reads them
 // from a branch, with the same checks as ReadStatus.
 func ReadStatusFiles(files map[string][]byte) (*StatusSet, error) {
-	fsys := fstest.MapFS{}
-	for p, data := range files {
-		fsys[p] = &fstest.MapFile{Data: data}
+	set := &StatusSet{Clusters: map[string]*ClusterStatus{}}
+	paths := map[string]string{}
+	var errs []error
+	for _, p := range slices.Sorted(maps.Keys(files)) {
+		rel, ok := strings.CutPrefix(p, StatusDir+"/")
+		switch {
+		case !ok:
+			continue
+		case strings.Count(rel, "/") > 1:
+			errs = append(errs, fmt.Errorf("%s: unexpected folder: status files are status/<team>/<cluster>.yaml", p))
+			continue
+		case strings.Count(rel, "/") == 0 || !strings.HasSuffix(p, ".yaml"):
+			continue
+		}
+		st, err := checkStatusFile(p, files[p])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p, err))
+			continue
+		}
+		if first, dup := paths[st.Cluster]; dup {
+			errs = append(errs, fmt.Errorf("%s: cluster %s is also in %s", p, st.Cluster, first))
+			continue
+		}
+		paths[st.Cluster] = p
+		set.Clusters[st.Cluster] = st
 	}
-	return ReadStatus(fsys)
+	return set, errors.Join(errs...)
 }
 
 // ReadStatus reads status/<team>/<cluster>.yaml from fsys, the root of a
@@ -100,6 +121,12 @@ func readStatusFile(fsys fs.FS, p string) (*ClusterStatus, error) {
 	if err != nil {
 		return nil, err
 	}
+	return checkStatusFile(p, data)
+}
+
+// checkStatusFile decodes the status file at path p and checks that it is
+// the file of the cluster it names.
+func checkStatusFile(p string, data []byte) (*ClusterStatus, error) {
 	if len(data) > maxStatusFile {
 		return nil, fmt.Errorf("larger than %d bytes", maxStatusFile)
 	}

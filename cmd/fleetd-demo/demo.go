@@ -280,7 +280,6 @@ func (d *demo) sync(ctx context.Context) (bool, error) {
 	return res.Sync.Plan.Converged() && res.Err == nil, nil
 }
 
-
 // tick lets a minute of simulated time pass: instances boot or finish
 // terminating, Rancher assigns IDs and removes deleted objects, and running
 // machines run their registration command and join their cluster.

@@ -32,6 +32,7 @@ var rules = []struct {
 	{"providers/vsphere/...", []string{"schema", "reconcile"}, []string{"github.com/vmware/govmomi"}},
 	{"internal/vcsimserver", []string{"schema"}, []string{"github.com/vmware/govmomi"}},
 	{"internal/git", nil, []string{"github.com/go-git/go-git/v5", "github.com/go-git/go-billy/v5", "golang.org/x/crypto"}},
+	{"internal/fleetsync", []string{"schema", "reconcile", "internal/git", "providers/aws", "providers/vsphere"}, []string{"github.com/go-git/go-git/v5", "go.yaml.in/yaml/v3"}},
 	{"internal/deps", nil, nil},
 	{"cmd/...", []string{"..."}, []string{"..."}},
 }
@@ -42,6 +43,7 @@ var testOnly = map[string][]string{
 	"providers/vsphere/...": {"providers/providertest", "internal/vcsimserver", "github.com/vmware/govmomi"},
 	"reconcile":             {"reconcile/reconciletest"},
 	"internal/git":          {"golang.org/x/crypto"},
+	"internal/fleetsync":    {"reconcile/reconciletest", "internal/fleetsync"},
 }
 
 func ruleFor(pkg string) (fleetd, external []string, ok bool) {
