@@ -400,9 +400,9 @@ func TestCreateReactions(t *testing.T) {
 			srv.FailNext("RunInstances", "InsufficientInstanceCapacity", "We currently do not have sufficient capacity.", 500)
 			srv.FailNext("RunInstances", "InsufficientInstanceCapacity", "We currently do not have sufficient capacity.", 500)
 		}, reconcile.ReactRetry},
-		{"unauthorized fails", func(srv *ec2test.Server, _ *reconcile.MachineSpec) {
+		{"unauthorized stalls until the configuration changes", func(srv *ec2test.Server, _ *reconcile.MachineSpec) {
 			srv.FailNext("RunInstances", "UnauthorizedOperation", "You are not authorized to perform this operation.", 403)
-		}, reconcile.ReactFail},
+		}, reconcile.ReactStall},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			srv := newServer(t)

@@ -71,7 +71,7 @@ func TestClassify(t *testing.T) {
 		{"unknown image", withStatus(400, apiErr("InvalidAMIID.NotFound")), reconcile.ReactStall},
 		{"unknown subnet", apiErr("InvalidSubnetID.NotFound"), reconcile.ReactStall},
 		{"unknown security group", apiErr("InvalidGroup.NotFound"), reconcile.ReactStall},
-		{"auth", withStatus(401, apiErr("AuthFailure")), reconcile.ReactFail},
+		{"auth", withStatus(401, apiErr("AuthFailure")), reconcile.ReactStall},
 		{"bad parameter", withStatus(400, apiErr("InvalidParameterValue")), reconcile.ReactFail},
 		{"cancelled", fmt.Errorf("op: %w", context.Canceled), reconcile.ReactFail},
 	} {
