@@ -369,6 +369,14 @@ func WithLogger(ctx context.Context, log *slog.Logger) context.Context {
 	return context.WithValue(ctx, loggerKey{}, log)
 }
 
+// ContextLogger returns the logger WithLogger attached to ctx, if any:
+// providers log through it, so their lines carry the cluster, provider and
+// revision the reconciler is working on.
+func ContextLogger(ctx context.Context) (*slog.Logger, bool) {
+	l, ok := ctx.Value(loggerKey{}).(*slog.Logger)
+	return l, ok && l != nil
+}
+
 // LoggerFrom returns the context's logger, or slog.Default().
 func LoggerFrom(ctx context.Context) *slog.Logger {
 	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok && l != nil {

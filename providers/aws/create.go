@@ -67,7 +67,7 @@ func (p *Provider) Create(ctx context.Context, specs []reconcile.MachineSpec) ([
 				errs[i] = fmt.Errorf("aws: create %s: the name is taken by an instance of cluster %q (%s)", spec.Name, m.Cluster, m.ID)
 				continue
 			}
-			p.log.DebugContext(ctx, "Machine exists", "machine", spec.Name, "instance", m.ID)
+			p.logger(ctx).DebugContext(ctx, "Machine exists", "machine", spec.Name, "instance", m.ID)
 			results[i] = &m
 			continue
 		}
@@ -170,14 +170,14 @@ func (p *Provider) launch(ctx context.Context, spec reconcile.MachineSpec) (reco
 	}
 	secrets := userDataSecrets(spec.UserData, sdkaws.ToString(in.UserData))
 	token := ClientToken(p.fleet, spec.Cluster, spec.Name)
-	p.log.InfoContext(ctx, "Launching instance", "machine", spec.Name, "cluster", spec.Cluster, "pool", spec.Pool,
+	p.logger(ctx).InfoContext(ctx, "Launching instance", "machine", spec.Name, "cluster", spec.Cluster, "pool", spec.Pool,
 		"instanceType", spec.Size.InstanceType, "image", spec.Size.Image, "subnet", sdkaws.ToString(in.SubnetId))
 	for hop := 0; ; hop++ {
 		in.ClientToken = sdkaws.String(token)
 		out, err := p.api.RunInstances(ctx, in)
 		if err != nil {
 			if apiCode(err) == codeParameterMismatch && hop < maxTokenHops {
-				p.log.InfoContext(ctx, "Client token was used with other parameters; deriving another", "machine", spec.Name)
+				p.logger(ctx).InfoContext(ctx, "Client token was used with other parameters; deriving another", "machine", spec.Name)
 				token = nextToken(token, "parameters:"+launchDigest(in))
 				continue
 			}
@@ -189,7 +189,7 @@ func (p *Provider) launch(ctx context.Context, spec reconcile.MachineSpec) (reco
 		inst := out.Instances[0]
 		if st := inst.State; st != nil && (st.Name == types.InstanceStateNameTerminated || st.Name == types.InstanceStateNameShuttingDown) && hop < maxTokenHops {
 			id := sdkaws.ToString(inst.InstanceId)
-			p.log.InfoContext(ctx, "Client token belongs to a terminated instance; deriving another", "machine", spec.Name, "instance", id)
+			p.logger(ctx).InfoContext(ctx, "Client token belongs to a terminated instance; deriving another", "machine", spec.Name, "instance", id)
 			token = nextToken(token, "terminated:"+id)
 			continue
 		}
@@ -199,7 +199,7 @@ func (p *Provider) launch(ctx context.Context, spec reconcile.MachineSpec) (reco
 			inst.Tags = tagsFor(p.fleet, p.name, spec)
 		}
 		m := p.machine(inst)
-		p.log.InfoContext(ctx, "Launched instance", "machine", spec.Name, "instance", m.ID, "state", m.State)
+		p.logger(ctx).InfoContext(ctx, "Launched instance", "machine", spec.Name, "instance", m.ID, "state", m.State)
 		return m, nil
 	}
 }

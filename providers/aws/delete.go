@@ -44,12 +44,12 @@ func (p *Provider) Delete(ctx context.Context, ids []string) error {
 		in, ok := found[id]
 		switch {
 		case !ok:
-			p.log.DebugContext(ctx, "Instance already gone", "instance", id)
+			p.logger(ctx).DebugContext(ctx, "Instance already gone", "instance", id)
 		case !p.owned(in):
-			p.log.WarnContext(ctx, "Refusing to terminate an instance the fleet does not own", "instance", id)
+			p.logger(ctx).WarnContext(ctx, "Refusing to terminate an instance the fleet does not own", "instance", id)
 			refused = append(refused, fmt.Errorf("aws: delete %s: %w", id, ErrNotOwned))
 		case isGone(in):
-			p.log.DebugContext(ctx, "Instance already terminated", "instance", id)
+			p.logger(ctx).DebugContext(ctx, "Instance already terminated", "instance", id)
 		default:
 			targets = append(targets, id)
 		}
@@ -68,7 +68,7 @@ func (p *Provider) Delete(ctx context.Context, ids []string) error {
 // terminate terminates one batch of owned instances.
 func (p *Provider) terminate(ctx context.Context, batch []string) error {
 	for round := 1; ; round++ {
-		p.log.InfoContext(ctx, "Terminating instances", "count", len(batch), "instances", batch)
+		p.logger(ctx).InfoContext(ctx, "Terminating instances", "count", len(batch), "instances", batch)
 		_, err := p.api.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: batch})
 		if err == nil {
 			return nil

@@ -230,3 +230,12 @@ func profileFromEnv(ref string) (string, error) {
 	}
 	return profile, nil
 }
+
+// logger returns the logger of the work at hand: the reconciler's, from the
+// context, with the cluster and revision attached; else the provider's.
+func (p *Provider) logger(ctx context.Context) *slog.Logger {
+	if l, ok := reconcile.ContextLogger(ctx); ok {
+		return l
+	}
+	return p.log
+}

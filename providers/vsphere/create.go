@@ -177,7 +177,7 @@ func (p *Provider) clone(ctx context.Context, inv *inventory, folder types.Manag
 	if tmplName == "" {
 		tmplName = p.cfg.Spec.Template
 	}
-	log := p.log.With("vm", s.Name, "cluster", s.Cluster, "team", s.Team, "pool", s.Pool)
+	log := p.logger(ctx).With("vm", s.Name, "cluster", s.Cluster, "team", s.Team, "pool", s.Pool)
 	for attempt := 1; ; attempt++ {
 		tmpl, err := p.template(ctx, inv, tmplName)
 		if err != nil {
@@ -289,7 +289,7 @@ func (p *Provider) recoverClone(ctx context.Context, folder types.ManagedObjectR
 		}
 		m.State = reconcile.MachineRunning
 	}
-	p.log.Info("Found the VM of a failed clone; using it", "vm", s.Name, "id", v.ref.Value)
+	p.logger(ctx).Info("Found the VM of a failed clone; using it", "vm", s.Name, "id", v.ref.Value)
 	return m, true, nil
 }
 
@@ -298,7 +298,7 @@ func (p *Provider) powerOn(ctx context.Context, v vmInfo) error {
 		return wrap("power on", v.name, err)
 	}
 	defer func() { <-p.tasks }()
-	p.log.Info("Powering on VM", "vm", v.name, "id", v.ref.Value)
+	p.logger(ctx).Info("Powering on VM", "vm", v.name, "id", v.ref.Value)
 	t, err := object.NewVirtualMachine(p.client, v.ref).PowerOn(ctx)
 	if err == nil {
 		_, err = p.wait(ctx, t)

@@ -46,7 +46,7 @@ func (p *Provider) Delete(ctx context.Context, ids []string) error {
 		v, ok := found[ref.Value]
 		switch {
 		case !ok || v.missing:
-			p.log.Debug("VM already gone", "id", ref.Value)
+			p.logger(ctx).Debug("VM already gone", "id", ref.Value)
 			continue
 		case !v.owned(p.cfg.Fleet):
 			what := "it lacks the mark of fleet " + p.cfg.Fleet
@@ -76,7 +76,7 @@ func (p *Provider) destroy(ctx context.Context, v vmInfo) error {
 	}
 	defer func() { <-p.tasks }()
 	vm := object.NewVirtualMachine(p.client, v.ref)
-	log := p.log.With("vm", v.name, "id", v.ref.Value, "cluster", v.marks[KeyCluster])
+	log := p.logger(ctx).With("vm", v.name, "id", v.ref.Value, "cluster", v.marks[KeyCluster])
 	if v.power != types.VirtualMachinePowerStatePoweredOff {
 		log.Info("Powering off VM")
 		t, err := vm.PowerOff(ctx)

@@ -148,3 +148,12 @@ func acquire(ctx context.Context, sem chan struct{}) error {
 		return ctx.Err()
 	}
 }
+
+// logger returns the logger of the work at hand: the reconciler's, from the
+// context, with the cluster and revision attached; else the provider's.
+func (p *Provider) logger(ctx context.Context) *slog.Logger {
+	if l, ok := reconcile.ContextLogger(ctx); ok {
+		return l
+	}
+	return p.log
+}
