@@ -56,9 +56,24 @@ type Loop struct {
 	facts    factsCache
 	stalled  map[string]stall
 	stallRev string
+	loaded   *loaded
+	prevSet  *parsedStatus
 }
 
 type stall struct{ msg string }
+
+// loaded is the fleet loaded from one commit.
+type loaded struct {
+	rev   string
+	fleet *schema.Fleet
+	diags schema.Diagnostics
+}
+
+// parsedStatus is a recorded status parsed once.
+type parsedStatus struct {
+	from string
+	set  *reconcile.StatusSet
+}
 
 func (l *Loop) logger() *slog.Logger {
 	if l.Logger != nil {
@@ -158,7 +173,18 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 	log = log.With("revision", snap.Revision)
 	now := l.now()
 
-	fleet, diags := schema.Load(snap.FS)
+	// The same revision loads to the same fleet: a poll that finds nothing
+	// new does not load it again.
+	var (
+		fleet *schema.Fleet
+		diags schema.Diagnostics
+	)
+	if l.loaded != nil && l.loaded.rev == snap.Head && snap.Head != "" {
+		fleet, diags = l.loaded.fleet, l.loaded.diags
+	} else {
+		fleet, diags = schema.Load(snap.FS)
+		l.loaded = &loaded{rev: snap.Head, fleet: fleet, diags: diags}
+	}
 	res.Fleet, res.Diagnostics = fleet, diags
 	res.Loaded = fleet != nil
 	d, hist := l.desiredFrom(ctx, snap, fleet, diags, now)
@@ -178,7 +204,12 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 		return res
 	}
 	res.Previous = prev
-	prevSet, err := reconcile.ReadStatusFiles(prev.Files)
+	var prevSet *reconcile.StatusSet
+	if l.prevSet != nil && prev.From != "" && l.prevSet.from == prev.From {
+		prevSet = l.prevSet.set
+	} else if prevSet, err = reconcile.ReadStatusFiles(prev.Files); err == nil && prev.From != "" {
+		l.prevSet = &parsedStatus{from: prev.From, set: prevSet}
+	}
 	if err != nil {
 		// Status is a report: one that cannot be read is replaced, and
 		// nothing destructive ever depended on it.

@@ -22,6 +22,11 @@ type RepoSource struct {
 	mu   sync.Mutex
 	repo *fgit.Repo
 	last string // the previous snapshot's revision
+	// status is what the status branch holds as far as this source knows:
+	// fleetd is the branch's only writer, and its pushes are compare-and-
+	// swap, so after the first read each sync needs no fetch of the branch
+	// (a concurrent writer makes the next push fetch and retry).
+	status *RecordedStatus
 }
 
 // Close releases the clone.
@@ -58,7 +63,7 @@ func (s *RepoSource) open(ctx context.Context, fleet *schema.Fleet) (*fgit.Repo,
 	if err != nil {
 		return nil, err
 	}
-	s.Options, s.repo = want, repo
+	s.Options, s.repo, s.status = want, repo, nil
 	return repo, nil
 }
 
@@ -99,6 +104,12 @@ func (s *RepoSource) ReadStatus(ctx context.Context, fleet *schema.Fleet) (Recor
 	if err != nil {
 		return RecordedStatus{}, err
 	}
+	s.mu.Lock()
+	cached := s.status
+	s.mu.Unlock()
+	if cached != nil {
+		return *cached, nil
+	}
 	files, head, err := repo.ReadStatus(ctx)
 	if err != nil {
 		return RecordedStatus{}, err
@@ -109,6 +120,9 @@ func (s *RepoSource) ReadStatus(ctx context.Context, fleet *schema.Fleet) (Recor
 	} else {
 		rs.Warning = fmt.Sprintf("no recorded status: branch %s does not exist yet", statusBranch(fleet))
 	}
+	s.mu.Lock()
+	s.status = &rs
+	s.mu.Unlock()
 	return rs, nil
 }
 
@@ -119,9 +133,14 @@ func (s *RepoSource) WriteStatus(ctx context.Context, fleet *schema.Fleet, files
 		return "", false, err
 	}
 	res, err := repo.WriteStatus(ctx, files, msg)
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err != nil {
+		// What the branch holds is unknown now: read it again next time.
+		s.status = nil
 		return "", false, err
 	}
+	s.status = &RecordedStatus{Files: files, From: fmt.Sprintf("%s @ %s", statusBranch(fleet), short(res.Commit))}
 	return res.Commit, res.Committed, nil
 }
 
