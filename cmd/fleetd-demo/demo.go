@@ -32,8 +32,10 @@ import (
 
 // Run runs the demo with args ([FLEET_DIR], flags) and writes its story to stdout.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("fleetd-demo", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	if len(args) > 0 && args[0] == "up" {
+		return up(ctx, args[1:], stdout, stderr)
+	}
+	fl := newFlagSet("fleetd-demo", stderr)
 	workDir := fl.String("work-dir", "", "keep the demo's repositories here (default: a temporary directory, removed at the end)")
 	maxSyncs := fl.Int("max-syncs", 30, "give up converging after this many syncs")
 	verbose := fl.Bool("v", false, "log every action")
@@ -363,4 +365,10 @@ func short(sha string) string {
 		return sha[:7]
 	}
 	return sha
+}
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fl := flag.NewFlagSet(name, flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	return fl
 }
