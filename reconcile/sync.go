@@ -19,6 +19,11 @@ type Reconciler struct {
 	DryRun bool
 	// Apply tunes how actions run; its Concurrency also bounds observation.
 	Apply ApplyOptions
+	// Unchanged, when set, is asked before the status is rendered after a
+	// sync that changed nothing in the world: true means the status would
+	// be the same as the previous sync's, and rendering is skipped
+	// (SyncResult.Status is nil and StatusUnchanged true).
+	Unchanged func(o Observed, p *Plan, now time.Time) bool
 }
 
 // SyncResult is what one sync saw, planned, did and reports.
@@ -37,6 +42,9 @@ type SyncResult struct {
 	// ObserveErr joins what could not be observed (the plan left the
 	// affected clusters alone).
 	ObserveErr error
+	// StatusUnchanged reports that rendering was skipped because Unchanged
+	// said the status is the previous one.
+	StatusUnchanged bool
 }
 
 // Err joins the failures of the sync: observation and per-cluster apply errors.
@@ -113,6 +121,10 @@ func (r *Reconciler) SyncObserved(ctx context.Context, d Desired, o Observed, pr
 	// Status shows the world as the sync left it: the observed state with
 	// what apply did folded in.
 	res.After = Fold(res.Observed, res.Applied)
+	if r.Unchanged != nil && (res.Applied == nil || len(res.Applied.Clusters) == 0) && r.Unchanged(res.After, &res.Plan, now) {
+		res.StatusUnchanged = true
+		return res
+	}
 	res.Status = RenderStatus(StatusInput{Desired: d, Observed: res.After, Plan: res.Plan, Apply: res.Applied, Previous: previous, Now: now})
 	return res
 }

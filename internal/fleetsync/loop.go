@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,6 +60,7 @@ type Loop struct {
 	stallRev string
 	loaded   *loaded
 	prevSet  *parsedStatus
+	last     *lastSync
 }
 
 type stall struct{ msg string }
@@ -219,6 +222,12 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 	}
 
 	r := &reconcile.Reconciler{Logger: l.logger(), DryRun: l.DryRun || l.Observe == ObserveStatus, Apply: l.Apply}
+	if l.last != nil && l.last.rev == snap.Revision && l.last.from == prev.From && prev.From != "" && !l.DryRun && l.Observe == ObserveLive {
+		last := l.last
+		r.Unchanged = func(o reconcile.Observed, p *reconcile.Plan, now time.Time) bool {
+			return reflect.DeepEqual(o, last.observed) && reflect.DeepEqual(*p, last.plan) && expiring(p, now) == last.expiring
+		}
+	}
 	var observed reconcile.Observed
 	switch {
 	case fleet == nil:
@@ -262,6 +271,11 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 		}
 		res.fail(StageApply, errors.Join(errs...))
 	}
+	if res.Sync.StatusUnchanged {
+		// The world, the plan and the revision are those of the previous
+		// sync, whose status is recorded: nothing to render or commit.
+		return res
+	}
 	res.Changes = reconcile.StatusChanges(prev.Files, res.Sync.Status)
 	if l.DryRun || l.NoStatus || l.Observe == ObserveStatus {
 		return res
@@ -276,7 +290,34 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 		res.StatusCommit, res.StatusSubject = cmp.Or(commit, "written"), msg.Subject
 		log.Info("Status recorded", "commit", commit, "subject", msg.Subject)
 	}
+	if res.Err == nil {
+		if rs, err := l.Source.ReadStatus(ctx, fleet); err == nil && rs.From != "" {
+			l.last = &lastSync{rev: snap.Revision, from: rs.From, observed: res.Sync.After, plan: res.Sync.Plan, expiring: expiring(&res.Sync.Plan, now)}
+		}
+	}
 	return res
+}
+
+// lastSync is what a successful sync saw and recorded: a next sync that
+// sees the same needs no new status.
+type lastSync struct {
+	rev, from string
+	observed  reconcile.Observed
+	plan      reconcile.Plan
+	expiring  string
+}
+
+// expiring lists the temporary clusters within reconcile.ExpiringWindow of
+// their expiry at now: their phase changes with the clock alone.
+func expiring(p *reconcile.Plan, now time.Time) string {
+	var b strings.Builder
+	for i := range p.Clusters {
+		if e := p.Clusters[i].ExpiresAt; e != nil && e.Sub(now) <= reconcile.ExpiringWindow {
+			b.WriteString(p.Clusters[i].Name)
+			b.WriteByte(',')
+		}
+	}
+	return b.String()
 }
 
 // statusMessage names in the subject the clusters whose facts changed; one
