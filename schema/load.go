@@ -32,6 +32,9 @@ type file struct {
 	// lenient marks a cluster file that failed the schema: its spec was
 	// decoded leniently and only its references are checked.
 	lenient bool
+	// elsewhere are errors that hold this file but are reported on
+	// another file (a class's even etcd count, reported at the class).
+	elsewhere Diagnostics
 }
 
 func (f *file) errorf(p position, field, check, format string, args ...any) {
@@ -77,6 +80,7 @@ func Load(fsys fs.FS) (*Fleet, Diagnostics) {
 		if !fleetF.diags.HasErrors() {
 			fleet = &Fleet{Spec: *fleetF.fleet}
 			l.checkClusters(fc, fleet, clusters)
+			fc.reportEvenEtcd()
 			fc.checkPrices()
 		}
 	}
@@ -85,8 +89,8 @@ func Load(fsys fs.FS) (*Fleet, Diagnostics) {
 	}
 	if fleet != nil {
 		for _, f := range clusters {
-			if f.diags.HasErrors() {
-				r := RejectedFile{Path: f.path, Diagnostics: f.diags}
+			if f.diags.HasErrors() || len(f.elsewhere) > 0 {
+				r := RejectedFile{Path: f.path, Diagnostics: append(slices.Clone(f.diags), f.elsewhere...)}
 				if f.spec != nil {
 					r.Name, r.Team = f.spec.Name, f.spec.Team
 				}
