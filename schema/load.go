@@ -1,7 +1,6 @@
 package schema
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -265,19 +264,14 @@ func (l *loader) parseFile(f *file) {
 		// references can be checked too and all problems show at once.
 		if want == KindCluster {
 			spec := &ClusterSpec{}
-			if raw, err := json.Marshal(doc.root); err == nil {
-				_ = json.Unmarshal(raw, spec)
-			}
+			_ = decode(doc.root, spec, false)
 			f.spec, f.lenient = spec, true
 		}
 		return
 	}
-	raw, err := json.Marshal(doc.root)
-	if err == nil {
-		err = json.Unmarshal(raw, target)
-	}
-	if err != nil {
-		// The schema admits only what the Go types hold; this is a bug.
+	if err := decode(doc.root, target, true); err != nil {
+		// The schema admits only what the Go types hold, and a test walks
+		// both; this is a bug.
 		f.errorf(position{1, 1}, "", "schema", "cannot decode: %v", err)
 		return
 	}
