@@ -212,6 +212,9 @@ func (c *fleetChecker) checkPrices() {
 // checkClusters checks each cluster file against fleet.yaml, expands its
 // class, and checks names across files.
 func (l *loader) checkClusters(c *fleetChecker, fleet *Fleet, files []*file) {
+	// The file added first keeps a name; a later one is the duplicate.
+	files = slices.Clone(files)
+	slices.SortStableFunc(files, l.creationOrder)
 	byName := map[string]*file{}
 	for _, f := range files {
 		if f.lenient {

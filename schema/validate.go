@@ -94,6 +94,35 @@ func validateSchema(doc *document, k string, goType reflect.Type) Diagnostics {
 		out = append(out, schemaDiagnostic(doc, e, goType)...)
 	}
 	walk(ve)
+	// A block that is not allowed at all is one problem: what is wrong
+	// inside it is noise.
+	var banned []string
+	for _, e := range forbidden(ve) {
+		banned = append(banned, doc.fieldPath(e))
+	}
+	if len(banned) > 0 {
+		out = slices.DeleteFunc(out, func(d Diagnostic) bool {
+			for _, b := range banned {
+				if strings.HasPrefix(d.Field, b+".") || strings.HasPrefix(d.Field, b+"[") ||
+					(d.Field == b && !strings.Contains(d.Message, " takes no ")) {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	return out
+}
+
+// forbidden returns the instance locations that a false schema refuses.
+func forbidden(e *jsonschema.ValidationError) [][]string {
+	var out [][]string
+	if _, ok := e.ErrorKind.(*kind.FalseSchema); ok {
+		out = append(out, e.InstanceLocation)
+	}
+	for _, c := range e.Causes {
+		out = append(out, forbidden(c)...)
+	}
 	return out
 }
 
@@ -254,7 +283,7 @@ func ratString(r *big.Rat) string {
 	if r == nil {
 		return "?"
 	}
-	if r.IsInt() {
+	if r.IsInt() && r.Num().BitLen() < 50 {
 		return r.Num().String()
 	}
 	f, _ := r.Float64()
