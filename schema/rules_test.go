@@ -135,7 +135,7 @@ func TestParseTTL(t *testing.T) {
 // that those clusters are held.
 func TestEvenEtcdClassReportedOnce(t *testing.T) {
 	fsys := withFiles(map[string]string{
-		"fleet.yaml": replaceLine(baseFleet, 38, "        replicas: 2"),
+		"fleet.yaml":              replaceLine(baseFleet, 38, "        replicas: 2"),
 		"clusters/qa/qa-one.yaml": strings.NewReplacer("payments-prod", "qa-one", "team: payments", "team: qa").Replace(baseCluster),
 		"clusters/qa/qa-odd.yaml": strings.NewReplacer("payments-prod", "qa-odd", "team: payments", "team: qa").Replace(baseCluster) +
 			"pools:\n  - name: control\n    replicas: 3\n",
