@@ -241,10 +241,8 @@ func oneOfDiagnostic(doc *document, e *jsonschema.ValidationError) Diagnostic {
 	d := Diagnostic{Severity: SeverityError, Path: doc.path, Field: doc.fieldPath(loc), Check: "schema"}
 	switch {
 	case len(loc) == 2 && loc[0] == "access":
-		d.Check = "access"
 		d.Message = "an access entry names exactly one of group (an LDAP DN) and team"
 	case len(loc) == 3 && loc[0] == "providers" && loc[2] == ProviderVSphere:
-		d.Check = "provider"
 		d.Message = "set exactly one of computeCluster and resourcePool"
 	default:
 		d.Message = e.ErrorKind.LocalizedString(printer)
