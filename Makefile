@@ -8,12 +8,20 @@ FUZZTIME  ?= 10s
 FUZZ_TARGETS ?= ./schema:FuzzLoad ./reconcile:FuzzObservedFromStatus
 GOLANGCI_LINT_VERSION ?= v2.15.0
 LDFLAGS   := -X main.version=$(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+# Ajv (JSON Schema draft 2020-12) and js-yaml on Node: the independent
+# validator of the differential test and the peer of `make bench`. Installed
+# from the npm registry, pinned by hack/ajv/package-lock.json, into a cache
+# directory named after the lock file's hash (never committed).
+AJV_HASH  := $(shell sha256sum hack/ajv/package-lock.json 2>/dev/null | cut -c1-12)
+AJV_DIR   ?= $(HOME)/.cache/fleetd/ajv-$(AJV_HASH)
+BENCH_CLUSTERS ?= 10000
 
-.PHONY: all build test vet unit fuzz bench lint demo verify clean
+.PHONY: all build test vet unit fuzz bench bench-validate ajv lint demo verify clean
 
 all: build
 
 build:
+	@echo "build: compiling bin/fleetd (a cold first build downloads and compiles the dependencies: a few minutes)"
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/fleetd ./cmd/fleetd
 
 test: vet unit fuzz
@@ -21,8 +29,17 @@ test: vet unit fuzz
 vet:
 	$(GO) vet $(PKGS)
 
-unit:
-	$(GO) test -race -count=1 $(PKGS)
+unit: ajv
+	FLEETD_AJV_DIR=$(AJV_DIR) FLEETD_REQUIRE_AJV=1 $(GO) test -race -count=1 $(PKGS)
+
+ajv: $(AJV_DIR)/.installed
+
+$(AJV_DIR)/.installed: hack/ajv/package.json hack/ajv/package-lock.json
+	@echo "ajv: installing Ajv and js-yaml (pinned by hack/ajv/package-lock.json) into $(AJV_DIR)"
+	@mkdir -p $(AJV_DIR)
+	cp hack/ajv/package.json hack/ajv/package-lock.json $(AJV_DIR)/
+	cd $(AJV_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -31,8 +48,13 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=1s $$pkg; \
 	done
 
-bench:
+bench: bench-validate
 	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
+
+# bench-validate times `fleetd validate` and Ajv+js-yaml on Node on the same
+# generated fleet of $(BENCH_CLUSTERS) clusters, side by side, and prints the ratio.
+bench-validate: build ajv
+	AJV_DIR=$(AJV_DIR) hack/bench-validate.sh $(BENCH_CLUSTERS)
 
 lint:
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run $(PKGS)
@@ -41,6 +63,7 @@ lint:
 # on it against the vCenter simulator, the EC2 protocol server and a simulated
 # Rancher, all on 127.0.0.1 (cmd/fleetd-demo).
 demo: build
+	@echo "demo: validating and showing the example fleet, then syncing it against simulators (the first run compiles them)"
 	bin/fleetd validate examples/fleet-repo
 	bin/fleetd show --all examples/fleet-repo
 	$(GO) run ./cmd/fleetd-demo examples/fleet-repo

@@ -128,18 +128,14 @@ func TemplateHash(t Template) string {
 }
 
 // MachineName returns the name of the machine with ordinal n of a pool:
-// <cluster>-<pool>-<hash5>-<n>. Names are known before a machine exists, so a
-// create retried after a crash finds the machine instead of making a twin.
+// <cluster>-<pool>-<hash5>-<n> (schema.MachineName, which the loader's
+// length check uses too).
 func MachineName(cluster, pool, templateHash string, n int) string {
-	return machinePrefix(cluster, pool, templateHash) + strconv.Itoa(n)
+	return schema.MachineName(cluster, pool, templateHash, n)
 }
 
 func machinePrefix(cluster, pool, templateHash string) string {
-	h := templateHash
-	if len(h) > 5 {
-		h = h[:5]
-	}
-	return cluster + "-" + pool + "-" + h + "-"
+	return schema.MachinePrefix(cluster, pool, templateHash)
 }
 
 // looksLikeMachineName reports whether name has the shape of a machine name of

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -26,6 +25,11 @@ type fleetChecker struct {
 	// used records which (provider, size) pairs effective clusters use, for
 	// the pricing warnings.
 	used map[[2]string]bool
+	// roles are the cluster roles an access entry may name.
+	roles map[string]bool
+	// evenEtcd lists, per class with an even etcd count, the cluster files
+	// that inherit the count unchanged.
+	evenEtcd map[string][]*file
 }
 
 func newFleetChecker(f *file) *fleetChecker {
@@ -34,12 +38,18 @@ func newFleetChecker(f *file) *fleetChecker {
 		providers: map[string]int{}, teams: map[string]int{},
 		providerPos: map[string]position{}, teamPos: map[string]position{},
 		sizePos: map[string]position{}, classPos: map[string]position{},
-		used: map[[2]string]bool{},
+		used: map[[2]string]bool{}, roles: map[string]bool{}, evenEtcd: map[string][]*file{},
 	}
 }
 
 func (c *fleetChecker) check() {
 	f, s := c.f, c.spec
+	for _, r := range BuiltinClusterRoles {
+		c.roles[r] = true
+	}
+	for _, r := range s.ClusterRoles {
+		c.roles[r] = true
+	}
 	for i, p := range s.Providers {
 		idx := strconv.Itoa(i)
 		pos, field := f.at("providers", idx, "name")
@@ -202,6 +212,9 @@ func (c *fleetChecker) checkPrices() {
 // checkClusters checks each cluster file against fleet.yaml, expands its
 // class, and checks names across files.
 func (l *loader) checkClusters(c *fleetChecker, fleet *Fleet, files []*file) {
+	// The file added first keeps a name; a later one is the duplicate.
+	files = slices.Clone(files)
+	slices.SortStableFunc(files, l.creationOrder)
 	byName := map[string]*file{}
 	for _, f := range files {
 		if f.lenient {
@@ -278,16 +291,17 @@ func (c *fleetChecker) checkCluster(f *file) (EffectiveCluster, bool) {
 	if !classOK {
 		errorAt("reference", "unknown class %q%s; classes in fleet.yaml: %s", []string{"class"}, s.Class, suggestion(s.Class, c.classPos), orNone(namesOf(fs.Classes)))
 	}
-	var ttl time.Duration
 	if s.TTL != "" {
-		ttl = parseTTL(s.TTL)
+		if _, ok := ParseTTL(s.TTL); !ok {
+			errorAt("ttl", "%q is not a valid ttl: want a duration in minutes, hours or days such as 90m, 48h or 7d, at most %d days", []string{"ttl"}, s.TTL, MaxTTLDays)
+		}
 		if s.Protected {
 			pos, field := f.at("ttl")
 			f.warnf(pos, field, "ttl", "the cluster is protected, so it is never decommissioned and its ttl has no effect")
 		}
 	}
 	c.checkLabels(f)
-	access := c.effectiveAccess(f)
+	c.checkAccess(f)
 
 	if !classOK {
 		return EffectiveCluster{}, false
@@ -316,59 +330,46 @@ func (c *fleetChecker) checkCluster(f *file) (EffectiveCluster, bool) {
 			}
 		}
 	}
-	eff := EffectiveCluster{
-		Name: s.Name, Team: s.Team, Provider: s.Provider, Class: s.Class,
-		KubernetesVersion: class.KubernetesVersion, Access: access,
-		TTL: ttl, TTLText: s.TTL, Protected: s.Protected, Paused: s.Paused, Labels: s.Labels,
-	}
-	if s.KubernetesVersion != "" {
-		eff.KubernetesVersion = s.KubernetesVersion
-	}
+	eff := Expand(fs, s)
 	var prov Provider
 	if provOK {
 		prov = fs.Providers[pi]
-		eff.ProviderType = prov.Type
 	}
 	counts := map[string]int{}
 	// where points at what decides a role's count: the first override of a
 	// pool with that role that changes replicas, else the class reference.
 	where := map[string][]string{}
-	longest := ""
-	for _, p := range class.Pools {
-		ep := EffectivePool{Name: p.Name, Roles: slices.Clone(p.Roles), Replicas: p.Replicas, SizeName: p.Size}
+	longest, maxReplicas := "", 0
+	for _, ep := range eff.Pools {
 		sizeAt := []string{"provider"}
-		oi, overridden := overrides[p.Name]
-		if overridden {
+		if oi, overridden := overrides[ep.Name]; overridden {
 			o := s.Pools[oi]
 			if o.Replicas != nil {
-				ep.Replicas = *o.Replicas
-				for _, r := range p.Roles {
+				for _, r := range ep.Roles {
 					if where[r] == nil {
 						where[r] = []string{"pools", strconv.Itoa(oi), "replicas"}
 					}
 				}
 			}
 			if o.Size != "" {
-				ep.SizeName = o.Size
 				sizeAt = []string{"pools", strconv.Itoa(oi), "size"}
 			}
 		}
-		for _, r := range p.Roles {
+		for _, r := range ep.Roles {
 			counts[r] += ep.Replicas
 		}
-		if len(p.Name) > len(longest) {
-			longest = p.Name
+		if len(ep.Name) > len(longest) {
+			longest = ep.Name
 		}
+		maxReplicas = max(maxReplicas, ep.Replicas)
 		if size, ok := fs.Sizes[ep.SizeName]; ok && provOK {
 			c.used[[2]string{prov.Name, ep.SizeName}] = true
-			ms, msg := resolveSize(prov, ep.SizeName, size)
-			if msg != "" {
-				errorAt("size", "pool %s: %s", sizeAt, p.Name, msg)
+			if _, msg := resolveSize(prov, ep.SizeName, size); msg != "" {
+				errorAt("size", "pool %s: %s", sizeAt, ep.Name, msg)
 			}
-			ep.Machine = ms
 		}
-		eff.Pools = append(eff.Pools, ep)
 	}
+	inherited := false
 	at := func(role string) []string {
 		if w := where[role]; w != nil {
 			return w
@@ -378,6 +379,13 @@ func (c *fleetChecker) checkCluster(f *file) (EffectiveCluster, bool) {
 	switch n := counts[RoleEtcd]; {
 	case n == 0:
 		errorAt("roles", "the cluster has no etcd member: give a pool with the etcd role 1, 3 or 5 replicas", at(RoleEtcd))
+	case n%2 == 0 && where[RoleEtcd] == nil:
+		// The class itself has an even etcd count: reported once, at the
+		// class in fleet.yaml, naming every cluster that inherits it.
+		if !f.lenient {
+			c.evenEtcd[s.Class] = append(c.evenEtcd[s.Class], f)
+		}
+		inherited = true
 	case n%2 == 0:
 		errorAt("roles", "the cluster has %d etcd members: etcd needs an odd number (1, 3, 5, ...) to keep quorum", at(RoleEtcd), n)
 	}
@@ -387,16 +395,46 @@ func (c *fleetChecker) checkCluster(f *file) (EffectiveCluster, bool) {
 	if counts[RoleWorker] == 0 {
 		errorAt("roles", "the cluster has no worker node: give a pool with the worker role at least 1 replica", at(RoleWorker))
 	}
-	// Machine names are <cluster>-<pool>-<hash5>-<n> and become host and
-	// node names, which are DNS labels of at most 63 characters.
-	maxReplicas := 0
-	for _, p := range eff.Pools {
-		maxReplicas = max(maxReplicas, p.Replicas)
+	// Machine names become host and node names, which are DNS labels.
+	if name := MachineName(s.Name, longest, "xxxxx", max(maxReplicas, 1)); len(name) > MaxMachineNameLen {
+		errorAt("name", "machine names such as %s would be %d characters long; host names allow %d: shorten the cluster name", []string{"name"}, name, len(name), MaxMachineNameLen)
 	}
-	if n := len(s.Name) + 1 + len(longest) + 7 + len(strconv.Itoa(max(maxReplicas, 1))); n > 63 {
-		errorAt("name", "machine names such as %s-%s-xxxxx-%d would be %d characters long; host names allow 63: shorten the cluster name", []string{"name"}, s.Name, longest, maxReplicas, n)
+	return eff, !inherited && (len(f.diags) == before || !f.diags[before:].HasErrors())
+}
+
+// reportEvenEtcd reports each class whose etcd count is even once, at the
+// class in fleet.yaml, naming the clusters that inherit the count; each of
+// those clusters is held with that diagnostic.
+func (c *fleetChecker) reportEvenEtcd() {
+	f := c.f
+	for _, name := range slices.Sorted(maps.Keys(c.spec.Classes)) {
+		n := 0
+		for _, p := range c.spec.Classes[name].Pools {
+			if slices.Contains(p.Roles, RoleEtcd) {
+				n += p.Replicas
+			}
+		}
+		if n == 0 || n%2 == 1 {
+			continue
+		}
+		files := c.evenEtcd[name]
+		pos, field := f.doc.keyPos("classes", name), f.doc.fieldPath([]string{"classes", name})
+		if len(files) == 0 {
+			f.warnf(pos, field, "roles", "class %s has %d etcd members: etcd needs an odd number (1, 3, 5, ...) to keep quorum; a cluster of this class must override it", name, n)
+			continue
+		}
+		names := make([]string, len(files))
+		for i, cf := range files {
+			names[i] = cf.spec.Name
+		}
+		slices.Sort(names)
+		msg := fmt.Sprintf("class %s has %d etcd members: etcd needs an odd number (1, 3, 5, ...) to keep quorum; change the class's etcd replicas. Clusters that inherit it and are held: %s",
+			name, n, strings.Join(names, ", "))
+		f.errorf(pos, field, "roles", "%s", msg)
+		for _, cf := range files {
+			cf.elsewhere = append(cf.elsewhere, f.diags[len(f.diags)-1])
+		}
 	}
-	return eff, len(f.diags) == before || !f.diags[before:].HasErrors()
 }
 
 // resolveSize maps a size onto a provider, filling in the provider's default
@@ -428,50 +466,39 @@ func resolveSize(p Provider, name string, s Size) (MachineSize, string) {
 	return MachineSize{}, ""
 }
 
-// effectiveAccess checks access entries and expands them into group
-// bindings. The owning team gets cluster-member unless the file binds the
-// owning team itself.
-func (c *fleetChecker) effectiveAccess(f *file) []EffectiveAccess {
+// checkAccess checks a cluster's access entries: exactly one of group and
+// team, a known team, a known role. Expand turns them into bindings.
+func (c *fleetChecker) checkAccess(f *file) {
 	s := f.spec
-	var out []EffectiveAccess
-	ownerBound := false
-	seen := map[[2]string]int{}
-	add := func(a EffectiveAccess) {
-		k := [2]string{a.Group, a.Role}
-		if _, dup := seen[k]; dup {
-			return
-		}
-		seen[k] = len(out)
-		out = append(out, a)
-	}
 	entries := map[[3]string]int{}
 	for i, a := range s.Access {
 		idx := strconv.Itoa(i)
-		switch {
-		case (a.Group == "") == (a.Team == ""):
+		if (a.Group == "") == (a.Team == "") {
 			pos, field := f.at("access", idx)
 			f.errorf(pos, field, "access", "an access entry names exactly one of group (an LDAP DN) and team")
 			continue
-		case a.Team != "":
+		}
+		if a.Role != "" && !c.roles[a.Role] {
+			pos, field := f.at("access", idx, "role")
+			names := slices.Sorted(maps.Keys(c.roles))
+			hint := ""
+			if sg := suggest(a.Role, names); sg != "" {
+				hint = fmt.Sprintf(" (did you mean %q?)", sg)
+			}
+			f.errorf(pos, field, "role", "unknown cluster role %q%s: use a Rancher built-in role (%s) or declare a custom one in fleet.yaml's clusterRoles",
+				a.Role, hint, strings.Join(BuiltinClusterRoles, ", "))
+		}
+		if a.Team != "" {
 			ti, ok := c.teams[a.Team]
 			if !ok {
 				pos, field := f.at("access", idx, "team")
 				f.errorf(pos, field, "reference", "unknown team %q%s; teams in fleet.yaml: %s", a.Team, suggestion(a.Team, c.teamPos), strings.Join(c.teamNames(), ", "))
 				continue
 			}
-			if a.Team == s.Team {
-				ownerBound = true
-			}
-			team := c.spec.Teams[ti]
-			if len(team.Groups) == 0 {
+			if len(c.spec.Teams[ti].Groups) == 0 {
 				pos, field := f.at("access", idx, "team")
 				f.warnf(pos, field, "access", "team %s has no groups in fleet.yaml, so this entry grants nothing", a.Team)
 			}
-			for _, g := range team.Groups {
-				add(EffectiveAccess{Group: g, Role: a.Role, Team: a.Team})
-			}
-		default:
-			add(EffectiveAccess{Group: a.Group, Role: a.Role})
 		}
 		k := [3]string{a.Group, a.Team, a.Role}
 		if first, dup := entries[k]; dup {
@@ -481,20 +508,6 @@ func (c *fleetChecker) effectiveAccess(f *file) []EffectiveAccess {
 			entries[k] = i
 		}
 	}
-	if !ownerBound {
-		if ti, ok := c.teams[s.Team]; ok {
-			for _, g := range c.spec.Teams[ti].Groups {
-				add(EffectiveAccess{Group: g, Role: DefaultOwnerRole, Team: s.Team})
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b EffectiveAccess) int {
-		if a.Group != b.Group {
-			return strings.Compare(a.Group, b.Group)
-		}
-		return strings.Compare(a.Role, b.Role)
-	})
-	return out
 }
 
 func (c *fleetChecker) checkLabels(f *file) {
@@ -510,22 +523,6 @@ func (c *fleetChecker) checkLabels(f *file) {
 		if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
 			f.errorf(f.doc.valuePos("labels", k), field(), "labels", "%q is not a valid label value: %s", v, strings.Join(errs, "; "))
 		}
-	}
-}
-
-// parseTTL reads a schema-checked TTL such as 90m, 48h or 7d.
-func parseTTL(s string) time.Duration {
-	n, err := strconv.Atoi(s[:len(s)-1])
-	if err != nil {
-		return 0
-	}
-	switch s[len(s)-1] {
-	case 'm':
-		return time.Duration(n) * time.Minute
-	case 'h':
-		return time.Duration(n) * time.Hour
-	default:
-		return time.Duration(n) * 24 * time.Hour
 	}
 }
 

@@ -1,7 +1,6 @@
 package schema
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // FleetFile is the path of the fleet-wide settings in a fleet repo.
@@ -32,6 +32,9 @@ type file struct {
 	// lenient marks a cluster file that failed the schema: its spec was
 	// decoded leniently and only its references are checked.
 	lenient bool
+	// elsewhere are errors that hold this file but are reported on
+	// another file (a class's even etcd count, reported at the class).
+	elsewhere Diagnostics
 }
 
 func (f *file) errorf(p position, field, check, format string, args ...any) {
@@ -56,9 +59,18 @@ func (f *file) at(tokens ...string) (position, string) {
 // that did not is listed in Rejected with its diagnostics. Load never follows
 // symbolic links and reads at most 1 MiB per file, so it is safe on untrusted
 // trees; fsys may be a directory or a git commit's tree.
-func Load(fsys fs.FS) (*Fleet, Diagnostics) {
+func Load(fsys fs.FS, opts ...Option) (*Fleet, Diagnostics) {
 	l := &loader{fsys: fsys}
+	for _, o := range opts {
+		o(l)
+	}
 	files := l.discover()
+	if l.tooMany {
+		// Nothing is planned from a fleet that was not read whole: a
+		// partial fleet would look like mass removal.
+		l.diags.Sort()
+		return nil, l.diags
+	}
 	l.parseAll(files)
 
 	var fleetF *file
@@ -77,6 +89,7 @@ func Load(fsys fs.FS) (*Fleet, Diagnostics) {
 		if !fleetF.diags.HasErrors() {
 			fleet = &Fleet{Spec: *fleetF.fleet}
 			l.checkClusters(fc, fleet, clusters)
+			fc.reportEvenEtcd()
 			fc.checkPrices()
 		}
 	}
@@ -85,8 +98,8 @@ func Load(fsys fs.FS) (*Fleet, Diagnostics) {
 	}
 	if fleet != nil {
 		for _, f := range clusters {
-			if f.diags.HasErrors() {
-				r := RejectedFile{Path: f.path, Diagnostics: f.diags}
+			if f.diags.HasErrors() || len(f.elsewhere) > 0 {
+				r := RejectedFile{Path: f.path, Diagnostics: append(slices.Clone(f.diags), f.elsewhere...)}
 				if f.spec != nil {
 					r.Name, r.Team = f.spec.Name, f.spec.Team
 				}
@@ -104,6 +117,43 @@ func Load(fsys fs.FS) (*Fleet, Diagnostics) {
 type loader struct {
 	fsys  fs.FS
 	diags Diagnostics
+	// created orders cluster files by when git history added them.
+	created map[string]time.Time
+	// tooMany is set when clusters/ holds more than MaxClusterFiles files.
+	tooMany bool
+}
+
+// MaxClusterFiles is the most files Load reads under clusters/. A fleet
+// repo with more is refused whole, before any file is parsed, so a
+// runaway commit costs milliseconds and little memory.
+const MaxClusterFiles = 20000
+
+// An Option changes how Load reads a fleet repo.
+type Option func(*loader)
+
+// WithCreationTimes tells Load when each cluster file (by slash-separated
+// path) was added in git history. When two files declare the same cluster
+// name, the one added later is reported as the duplicate; files missing from
+// created count as newest (not committed yet). Without it, path order
+// decides.
+func WithCreationTimes(created map[string]time.Time) Option {
+	return func(l *loader) { l.created = created }
+}
+
+// creationOrder compares two cluster files by when they were added, then by path.
+func (l *loader) creationOrder(a, b *file) int {
+	ta, oka := l.created[a.path]
+	tb, okb := l.created[b.path]
+	switch {
+	case oka && okb && !ta.Equal(tb):
+		return ta.Compare(tb)
+	case oka != okb:
+		if oka {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(a.path, b.path)
 }
 
 func (l *loader) fileError(p, check, format string, args ...any) {
@@ -147,8 +197,12 @@ func (l *loader) discover() []*file {
 		l.fileError(ClustersDir, "layout", "cannot read: %v", err)
 		return files
 	}
+	count := 0
 	for _, t := range teams {
 		tp := path.Join(ClustersDir, t.Name())
+		if isKeepFile(t.Name()) && t.Type().IsRegular() {
+			continue
+		}
 		if !t.IsDir() {
 			if t.Type()&fs.ModeSymlink != 0 {
 				l.fileError(tp, "symlink", "symbolic links are not followed: replace the link with the folder itself")
@@ -162,9 +216,19 @@ func (l *loader) discover() []*file {
 			l.fileError(tp, "layout", "cannot read: %v", err)
 			continue
 		}
+		count += len(entries)
+		if count > MaxClusterFiles {
+			l.fileError(ClustersDir, "limit", "more than %d files under clusters/: fleetd reads at most %d cluster files; nothing was loaded", MaxClusterFiles, MaxClusterFiles)
+			l.tooMany = true
+			return files
+		}
 		for _, e := range entries {
 			p := path.Join(tp, e.Name())
 			switch {
+			case isKeepFile(e.Name()) && e.Type().IsRegular():
+				// A placeholder that keeps an empty folder in git.
+			case strings.HasPrefix(e.Name(), ".") && isYAMLName(strings.TrimPrefix(e.Name(), ".")):
+				l.fileError(p, "layout", "hidden files are not loaded: rename it to %s to declare a cluster, or remove it", strings.TrimPrefix(e.Name(), "."))
 			case e.IsDir():
 				l.fileError(p, "layout", "nested folders are not read: cluster files go directly in clusters/<team>/")
 			case !isYAMLName(e.Name()):
@@ -179,6 +243,12 @@ func (l *loader) discover() []*file {
 		}
 	}
 	return files
+}
+
+// isKeepFile reports whether name is a placeholder that keeps an empty
+// folder in git.
+func isKeepFile(name string) bool {
+	return name == ".gitkeep" || name == ".keep"
 }
 
 func isYAMLName(name string) bool {
@@ -261,19 +331,14 @@ func (l *loader) parseFile(f *file) {
 		// references can be checked too and all problems show at once.
 		if want == KindCluster {
 			spec := &ClusterSpec{}
-			if raw, err := json.Marshal(doc.root); err == nil {
-				_ = json.Unmarshal(raw, spec)
-			}
+			_ = decode(doc.root, spec, false)
 			f.spec, f.lenient = spec, true
 		}
 		return
 	}
-	raw, err := json.Marshal(doc.root)
-	if err == nil {
-		err = json.Unmarshal(raw, target)
-	}
-	if err != nil {
-		// The schema admits only what the Go types hold; this is a bug.
+	if err := decode(doc.root, target, true); err != nil {
+		// The schema admits only what the Go types hold, and a test walks
+		// both; this is a bug.
 		f.errorf(position{1, 1}, "", "schema", "cannot decode: %v", err)
 		return
 	}

@@ -31,19 +31,43 @@ const DefaultRancherNamespace = "fleet-default"
 // cluster file binds the team to another role.
 const DefaultOwnerRole = "cluster-member"
 
+// Limits on numbers in fleet files. They keep every value the loader accepts
+// finite through arithmetic: a duration fits time.Duration, a cost per month
+// (hourly price × machines × 730 hours) stays far below float64's range, so
+// JSON output and status files always encode and read back.
+const (
+	// MaxTTLDays is the longest ttl: ten years (3650d, 87600h, 5256000m).
+	MaxTTLDays = 3650
+	// MaxHourlyPrice bounds instanceHourly, cpuHourly and memoryGiBHourly.
+	MaxHourlyPrice = 1e6
+	// MaxBudgetMonthly bounds a team's budgetMonthly.
+	MaxBudgetMonthly = 1e12
+)
+
+// BuiltinClusterRoles are the cluster role templates Rancher ships; an access
+// entry's role is one of them or one of fleet.yaml's clusterRoles.
+var BuiltinClusterRoles = []string{
+	"backups-manage", "cluster-member", "cluster-owner", "clustercatalogs-manage", "clustercatalogs-view",
+	"clusterroletemplatebindings-manage", "clusterroletemplatebindings-view", "clusterscans-manage",
+	"navlinks-manage", "nodes-manage", "nodes-view", "projects-create", "projects-view", "storage-manage",
+}
+
 // FleetSpec is the content of fleet.yaml (kind Fleet).
 type FleetSpec struct {
-	APIVersion string             `json:"apiVersion"`
-	Kind       string             `json:"kind"`
-	Name       string             `json:"name"`
-	Rancher    *Rancher           `json:"rancher,omitempty"`
-	Providers  []Provider         `json:"providers"`
-	Teams      []Team             `json:"teams"`
-	Sizes      map[string]Size    `json:"sizes"`
-	Classes    map[string]Class   `json:"classes"`
-	Pricing    map[string]Pricing `json:"pricing,omitempty"`
-	Policy     Policy             `json:"policy,omitempty"`
-	Status     StatusConfig       `json:"status,omitempty"`
+	APIVersion string           `json:"apiVersion"`
+	Kind       string           `json:"kind"`
+	Name       string           `json:"name"`
+	Rancher    *Rancher         `json:"rancher,omitempty"`
+	Providers  []Provider       `json:"providers"`
+	Teams      []Team           `json:"teams"`
+	Sizes      map[string]Size  `json:"sizes"`
+	Classes    map[string]Class `json:"classes"`
+	// ClusterRoles are custom Rancher cluster role templates that access
+	// entries may use besides Rancher's built-in ones.
+	ClusterRoles []string           `json:"clusterRoles,omitempty"`
+	Pricing      map[string]Pricing `json:"pricing,omitempty"`
+	Policy       Policy             `json:"policy,omitempty"`
+	Status       StatusConfig       `json:"status,omitempty"`
 }
 
 // Rancher says how fleetd reaches Rancher. Without it clusters get machines

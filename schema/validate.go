@@ -80,6 +80,11 @@ func validateSchema(doc *document, k string, goType reflect.Type) Diagnostics {
 	var out Diagnostics
 	var walk func(e *jsonschema.ValidationError)
 	walk = func(e *jsonschema.ValidationError) {
+		// Exactly-one-of rules are one problem, not a failure per branch.
+		if _, ok := e.ErrorKind.(*kind.OneOf); ok {
+			out = append(out, oneOfDiagnostic(doc, e))
+			return
+		}
 		if len(e.Causes) > 0 {
 			for _, c := range e.Causes {
 				walk(c)
@@ -89,6 +94,35 @@ func validateSchema(doc *document, k string, goType reflect.Type) Diagnostics {
 		out = append(out, schemaDiagnostic(doc, e, goType)...)
 	}
 	walk(ve)
+	// A block that is not allowed at all is one problem: what is wrong
+	// inside it is noise.
+	var banned []string
+	for _, e := range forbidden(ve) {
+		banned = append(banned, doc.fieldPath(e))
+	}
+	if len(banned) > 0 {
+		out = slices.DeleteFunc(out, func(d Diagnostic) bool {
+			for _, b := range banned {
+				if strings.HasPrefix(d.Field, b+".") || strings.HasPrefix(d.Field, b+"[") ||
+					(d.Field == b && !strings.Contains(d.Message, " takes no ")) {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	return out
+}
+
+// forbidden returns the instance locations that a false schema refuses.
+func forbidden(e *jsonschema.ValidationError) [][]string {
+	var out [][]string
+	if _, ok := e.ErrorKind.(*kind.FalseSchema); ok {
+		out = append(out, e.InstanceLocation)
+	}
+	for _, c := range e.Causes {
+		out = append(out, forbidden(c)...)
+	}
 	return out
 }
 
@@ -119,11 +153,40 @@ func schemaDiagnostic(doc *document, e *jsonschema.ValidationError, goType refle
 		for _, name := range ek.Missing {
 			d.Field = doc.fieldPath(append(slices.Clone(loc), name))
 			d.Message = fmt.Sprintf("required field %q is missing", name)
+			if isProviderLoc(loc) && (name == ProviderAWS || name == ProviderVSphere) {
+				d.Message = fmt.Sprintf("a provider of type %s needs a %s block (%s)", name, name, map[string]string{
+					ProviderAWS: "region, subnets, ...", ProviderVSphere: "server, datacenter, ..."}[name])
+				ds = append(ds, at(doc.valuePos(append(slices.Clone(loc), "type")...)))
+				continue
+			}
 			ds = append(ds, at(doc.valuePos(loc...)))
 		}
 		return ds
+	case *kind.FalseSchema:
+		if len(loc) > 0 && isProviderLoc(loc[:len(loc)-1]) {
+			block := loc[len(loc)-1]
+			other := ProviderAWS
+			if block == ProviderAWS {
+				other = ProviderVSphere
+			}
+			d.Message = fmt.Sprintf("a provider of type %s takes no %s block: remove it or change type", other, block)
+		} else {
+			d.Message = "this field is not allowed here"
+		}
+		return Diagnostics{at(doc.keyPos(loc...))}
+	case *kind.Not:
+		if v, ok := valueAt(doc, loc).(string); ok && len(loc) == 2 && loc[0] == "status" && loc[1] == "branch" {
+			d.Message = fmt.Sprintf("%q is not a valid branch name: %s", v, checkBranchName(v))
+		} else {
+			d.Message = "the value is not allowed here"
+		}
 	case *kind.Type:
 		d.Message = fmt.Sprintf("expected %s, got %s%s", strings.Join(ek.Want, " or "), ek.Got, gotValue(doc, loc))
+		if v, ok := valueAt(doc, loc).(string); ok && (slices.Contains(ek.Want, "integer") || slices.Contains(ek.Want, "number")) {
+			if p := yaml11Number(v); p != "" {
+				d.Message = fmt.Sprintf("expected %s, got the text %q: YAML 1.2 (editors, CI and fleetd) reads it as text, not a number; write %s", strings.Join(ek.Want, " or "), v, p)
+			}
+		}
 	case *kind.Const:
 		d.Message = fmt.Sprintf("must be %v, got %s", display(ek.Want), display(ek.Got))
 	case *kind.Enum:
@@ -134,6 +197,9 @@ func schemaDiagnostic(doc *document, e *jsonschema.ValidationError, goType refle
 		d.Message = fmt.Sprintf("%s is not allowed; use one of %s", display(ek.Got), strings.Join(want, ", "))
 	case *kind.Pattern:
 		d.Message = fmt.Sprintf("%s is not valid: %s", display(ek.Got), patternHelp(ek.Want))
+		if strings.HasPrefix(ek.Want, "^(([1-9][0-9]{0,2}") {
+			d.Message = fmt.Sprintf("%s is too long: a ttl is at most %d days (%dh, %dm)", display(ek.Got), MaxTTLDays, MaxTTLDays*24, MaxTTLDays*24*60)
+		}
 	case *kind.Minimum:
 		d.Message = fmt.Sprintf("%s is too small: the minimum is %s", ratString(ek.Got), ratString(ek.Want))
 	case *kind.Maximum:
@@ -156,7 +222,11 @@ func schemaDiagnostic(doc *document, e *jsonschema.ValidationError, goType refle
 	case *kind.PropertyNames:
 		// The failing name itself is the instance location's last token in
 		// the cause; point at the key.
-		d.Message = fmt.Sprintf("key %q is not a valid name: %s", ek.Property, patternHelp("dnsLabel"))
+		help := patternHelp("dnsLabel")
+		if len(loc) > 0 && loc[len(loc)-1] == "instanceHourly" {
+			help = patternHelp("^[a-z][a-z0-9-]*\\.")
+		}
+		d.Message = fmt.Sprintf("key %q is not a valid name: %s", ek.Property, help)
 		return Diagnostics{at(doc.keyPos(append(slices.Clone(loc), ek.Property)...))}
 	default:
 		d.Message = e.ErrorKind.LocalizedString(printer)
@@ -164,11 +234,54 @@ func schemaDiagnostic(doc *document, e *jsonschema.ValidationError, goType refle
 	return Diagnostics{at(doc.valuePos(loc...))}
 }
 
+// oneOfDiagnostic reports an exactly-one-of rule that failed: none or more
+// than one of its alternatives is set.
+func oneOfDiagnostic(doc *document, e *jsonschema.ValidationError) Diagnostic {
+	loc := e.InstanceLocation
+	d := Diagnostic{Severity: SeverityError, Path: doc.path, Field: doc.fieldPath(loc), Check: "schema"}
+	switch {
+	case len(loc) == 2 && loc[0] == "access":
+		d.Message = "an access entry names exactly one of group (an LDAP DN) and team"
+	case len(loc) == 3 && loc[0] == "providers" && loc[2] == ProviderVSphere:
+		d.Message = "set exactly one of computeCluster and resourcePool"
+	default:
+		d.Message = e.ErrorKind.LocalizedString(printer)
+	}
+	p := doc.valuePos(loc...)
+	d.Line, d.Column = p.line, p.col
+	return d
+}
+
+// isProviderLoc reports whether loc is providers[i].
+func isProviderLoc(loc []string) bool {
+	return len(loc) == 2 && loc[0] == "providers"
+}
+
+// valueAt returns the document's value at loc, or nil.
+func valueAt(doc *document, loc []string) any {
+	v := doc.root
+	for _, tok := range loc {
+		switch cur := v.(type) {
+		case map[string]any:
+			v = cur[tok]
+		case []any:
+			i, err := strconv.Atoi(tok)
+			if err != nil || i < 0 || i >= len(cur) {
+				return nil
+			}
+			v = cur[i]
+		default:
+			return nil
+		}
+	}
+	return v
+}
+
 func ratString(r *big.Rat) string {
 	if r == nil {
 		return "?"
 	}
-	if r.IsInt() {
+	if r.IsInt() && r.Num().BitLen() < 50 {
 		return r.Num().String()
 	}
 	f, _ := r.Float64()
@@ -223,8 +336,8 @@ func patternHelp(pattern string) string {
 		return "want an https:// URL without credentials"
 	case strings.HasPrefix(pattern, "^v1\\."):
 		return "want a version such as v1.31.4+rke2r1 or v1.31.4+k3s1"
-	case strings.HasPrefix(pattern, "^[1-9]\\d{0,5}(m|h|d)"):
-		return "want a duration such as 90m, 48h or 7d"
+	case strings.HasPrefix(pattern, "^[1-9][0-9]*(m|h|d)"):
+		return "want a duration in minutes, hours or days such as 90m, 48h or 7d"
 	case strings.HasPrefix(pattern, "^subnet-"):
 		return "want a subnet ID such as subnet-0a1b2c3d4e5f60001"
 	case strings.HasPrefix(pattern, "^sg-"):
@@ -243,6 +356,12 @@ func patternHelp(pattern string) string {
 		return "want an email address"
 	case strings.HasPrefix(pattern, "^/"):
 		return "want an absolute path"
+	case strings.HasPrefix(pattern, "^[^<>"):
+		return "want a name without '<', '>' or control characters"
+	case strings.HasPrefix(pattern, "^[^\\x00"):
+		return "want a name without control characters"
+	case strings.HasPrefix(pattern, "^[A-Za-z0-9_+=,.@-]"):
+		return "want an IAM instance profile name: letters, digits and _+=,.@- (at most 128)"
 	case strings.HasPrefix(pattern, "^[A-Za-z0-9][A-Za-z0-9._/-]"):
 		return "want a branch name of letters, digits, '.', '_', '-' and '/'"
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -244,10 +243,56 @@ func yamlSyntaxError(err error, data []byte) *parseError {
 		col = len(l) - len(strings.TrimLeft(l, " ")) + 1
 	}
 	if strings.HasPrefix(msg, "did not find expected") {
-		// The parser names the block it was in, not the line that broke it.
+		// The parser names the block it was in, not the line that broke it:
+		// look for the line whose indentation fits no level of the block.
+		if bad, ind := misindented(lines, line); bad > 0 {
+			return &parseError{pos: position{bad, ind + 1}, check: "yaml",
+				msg: fmt.Sprintf("YAML syntax error: this line's indentation (%d spaces) matches no level of the block that starts at line %d: indent it like the lines it belongs with", ind, line)}
+		}
 		msg += " in the block that starts here: check the indentation of its lines"
 	}
 	return &parseError{pos: position{line, col}, check: "yaml", msg: "YAML syntax error: " + msg}
+}
+
+// misindented finds the first line after start whose indentation matches no
+// open level: not the indentation of an enclosing or sibling line, nor of
+// the content of a list item, nor deeper than a line that opens a block.
+// It returns the line (1-based) and its indentation, or 0.
+func misindented(lines []string, start int) (int, int) {
+	levels := map[int]bool{}
+	prevIndent, prevOpens := -1, false
+	for i := 0; i < len(lines); i++ {
+		l := strings.TrimRight(lines[i], " \r")
+		t := strings.TrimLeft(l, " ")
+		if t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		ind := len(l) - len(t)
+		if i >= start && !levels[ind] && !(prevOpens && ind > prevIndent) {
+			return i + 1, ind
+		}
+		// Going back to a shallower level closes the deeper ones.
+		for k := range levels {
+			if k > ind {
+				delete(levels, k)
+			}
+		}
+		levels[ind] = true
+		// A list item's content starts after "- ".
+		for rest, d := t, ind; strings.HasPrefix(rest, "- "); {
+			trimmed := strings.TrimLeft(rest[2:], " ")
+			d += len(rest) - len(trimmed)
+			levels[d] = true
+			rest = trimmed
+		}
+		prevIndent = ind
+		prevOpens = strings.HasSuffix(t, ":") || t == "-" || strings.HasSuffix(t, "|") || strings.HasSuffix(t, ">")
+		if strings.HasSuffix(t, "|") || strings.HasSuffix(t, ">") || strings.HasSuffix(t, "|-") || strings.HasSuffix(t, ">-") {
+			// A block scalar's text may be indented freely: give up.
+			return 0, 0
+		}
+	}
+	return 0, 0
 }
 
 func countNodes(n *yaml.Node, depth int) int {
@@ -396,30 +441,63 @@ func (c *converter) mapping(n *yaml.Node, tokens []string, depth int) (any, *par
 }
 
 func (c *converter) scalar(n *yaml.Node, tokens []string) (any, *parseError) {
-	switch tag := n.ShortTag(); tag {
+	tag := n.ShortTag()
+	if n.Style == 0 {
+		// A plain scalar: resolved by YAML 1.2's core schema (yaml12.go),
+		// not by the parser's YAML 1.1 rules.
+		switch resolvePlain(n.Value) {
+		case scalarNull:
+			return nil, nil
+		case scalarBool:
+			return n.Value[0] == 't' || n.Value[0] == 'T', nil
+		case scalarInt:
+			tag = "!!int"
+		case scalarFloat:
+			tag = "!!float"
+		default:
+			return n.Value, nil
+		}
+	}
+	switch tag {
 	case "!!null":
 		return nil, nil
 	case "!!str", "!!timestamp":
 		return n.Value, nil
 	case "!!bool":
-		var b bool
-		if err := n.Decode(&b); err != nil {
-			return nil, c.fail(n, tokens, "yaml", "invalid boolean %q", n.Value)
+		switch n.Value {
+		case "true", "True", "TRUE":
+			return true, nil
+		case "false", "False", "FALSE":
+			return false, nil
 		}
-		return b, nil
+		return nil, c.fail(n, tokens, "yaml", "invalid boolean %q: write true or false", n.Value)
 	case "!!int":
-		var i int64
-		if err := n.Decode(&i); err != nil {
+		if resolvePlain(n.Value) != scalarInt {
+			return nil, c.fail(n, tokens, "yaml", "invalid integer %q%s", n.Value, plainFormHint(n.Value))
+		}
+		i, ok := parseCoreInt(n.Value)
+		if !ok {
 			return nil, c.fail(n, tokens, "yaml", "integer %s is out of range", n.Value)
 		}
 		return i, nil
 	case "!!float":
-		var f float64
-		if err := n.Decode(&f); err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-			return nil, c.fail(n, tokens, "yaml", "%s is not a finite number", n.Value)
+		if k := resolvePlain(n.Value); k != scalarFloat && k != scalarInt {
+			return nil, c.fail(n, tokens, "yaml", "invalid number %q%s", n.Value, plainFormHint(n.Value))
+		}
+		f, ok := parseCoreFloat(n.Value)
+		if !ok {
+			return nil, c.fail(n, tokens, "yaml", "%s is not a finite number: numbers in fleet files are finite, such as 0.25 or 1e3", n.Value)
 		}
 		return f, nil
 	default:
 		return nil, c.fail(n, tokens, "yaml", "unsupported YAML tag %s: fleet files use plain strings, numbers, booleans, lists and mappings", tag)
 	}
+}
+
+// plainFormHint suggests the plain decimal form of a YAML 1.1 number.
+func plainFormHint(s string) string {
+	if p := yaml11Number(s); p != "" {
+		return fmt.Sprintf(": YAML 1.2 has no such number; write %s", p)
+	}
+	return ""
 }

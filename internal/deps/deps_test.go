@@ -33,6 +33,8 @@ var rules = []struct {
 	{"internal/vcsimserver", []string{"schema"}, []string{"github.com/vmware/govmomi"}},
 	{"internal/git", nil, []string{"github.com/go-git/go-git/v5", "github.com/go-git/go-billy/v5", "golang.org/x/crypto"}},
 	{"internal/fleetsync", []string{"schema", "reconcile", "internal/git", "providers/aws", "providers/vsphere"}, []string{"github.com/go-git/go-git/v5", "go.yaml.in/yaml/v3"}},
+	{"internal/benchfleet", nil, nil},
+	{"internal/benchfleet/genfleet", []string{"internal/benchfleet"}, nil},
 	{"internal/deps", nil, nil},
 	{"cmd/...", []string{"..."}, []string{"..."}},
 }
@@ -43,7 +45,7 @@ var testOnly = map[string][]string{
 	"providers/vsphere/...": {"providers/providertest", "internal/vcsimserver", "github.com/vmware/govmomi"},
 	"reconcile":             {"reconcile/reconciletest"},
 	"internal/git":          {"golang.org/x/crypto"},
-	"internal/fleetsync":    {"reconcile/reconciletest", "internal/fleetsync"},
+	"internal/fleetsync":    {"reconcile/reconciletest", "internal/fleetsync", "providers/aws/ec2test", "github.com/aws/aws-sdk-go-v2"},
 }
 
 func ruleFor(pkg string) (fleetd, external []string, ok bool) {

@@ -105,7 +105,7 @@ func (s *suite) ctx(t *testing.T) context.Context {
 func (s *suite) specs(cluster, team, pool, hash string, first, n int) []reconcile.MachineSpec {
 	out := make([]reconcile.MachineSpec, 0, n)
 	for i := first; i < first+n; i++ {
-		name := fmt.Sprintf("%s-%s-%s-%d", cluster, pool, hash, i)
+		name := schema.MachineName(cluster, pool, hash, i)
 		out = append(out, reconcile.MachineSpec{
 			Name:         name,
 			Cluster:      cluster,

@@ -114,71 +114,24 @@ func (b *Fleet) Build(c Cluster) *schema.Cluster {
 	if c.Pools == nil {
 		c.Pools = Standard(1, 1)
 	}
-	var prov schema.Provider
-	for _, p := range s.Providers {
-		if p.Name == c.Provider {
-			prov = p
-		}
-	}
-	eff := schema.EffectiveCluster{
-		Name: c.Name, Team: c.Team, Provider: c.Provider, ProviderType: prov.Type, Class: "test",
-		KubernetesVersion: c.KubernetesVersion, TTL: c.TTL, Protected: c.Protected, Paused: c.Paused,
-	}
-	if c.TTL > 0 {
-		eff.TTLText = fmt.Sprintf("%dm", int(c.TTL/time.Minute))
-	}
+	// Expand the cluster the way the loader does: a class of its own pools,
+	// and its access entries beside the owning team's default binding.
+	class := schema.Class{KubernetesVersion: c.KubernetesVersion}
 	for _, p := range c.Pools {
-		eff.Pools = append(eff.Pools, schema.EffectivePool{Name: p.Name, Roles: p.Roles, Replicas: p.Replicas, SizeName: p.Size,
-			Machine: resolve(prov, s.Sizes[p.Size])})
+		class.Pools = append(class.Pools, schema.Pool{Name: p.Name, Roles: p.Roles, Replicas: p.Replicas, Size: p.Size})
 	}
-	seen := map[[2]string]bool{}
-	add := func(a schema.EffectiveAccess) {
-		k := [2]string{a.Group, a.Role}
-		if !seen[k] {
-			seen[k] = true
-			eff.Access = append(eff.Access, a)
-		}
+	fs := *s
+	fs.Classes = map[string]schema.Class{"test": class}
+	spec := schema.ClusterSpec{APIVersion: schema.APIVersion, Kind: schema.KindCluster, Name: c.Name, Team: c.Team,
+		Provider: c.Provider, Class: "test", Protected: c.Protected, Paused: c.Paused}
+	if c.TTL > 0 {
+		spec.TTL = fmt.Sprintf("%dm", int(c.TTL/time.Minute))
 	}
 	for _, a := range c.Access {
-		add(a)
+		spec.Access = append(spec.Access, schema.Access{Group: a.Group, Role: a.Role})
 	}
-	for _, t := range s.Teams {
-		if t.Name == c.Team {
-			for _, g := range t.Groups {
-				add(schema.EffectiveAccess{Group: g, Role: schema.DefaultOwnerRole, Team: c.Team})
-			}
-		}
-	}
-	slices.SortFunc(eff.Access, func(a, b schema.EffectiveAccess) int {
-		return strings.Compare(a.Group+"\x00"+a.Role, b.Group+"\x00"+b.Role)
-	})
-	spec := schema.ClusterSpec{APIVersion: schema.APIVersion, Kind: schema.KindCluster, Name: c.Name, Team: c.Team,
-		Provider: c.Provider, Class: "test", Protected: c.Protected, Paused: c.Paused, TTL: eff.TTLText}
+	eff := schema.Expand(&fs, &spec)
 	return &schema.Cluster{Path: "clusters/" + c.Team + "/" + c.Name + ".yaml", Spec: spec, Effective: eff}
-}
-
-func resolve(p schema.Provider, s schema.Size) schema.MachineSize {
-	switch p.Type {
-	case schema.ProviderAWS:
-		if s.AWS == nil {
-			return schema.MachineSize{}
-		}
-		ms := schema.MachineSize{InstanceType: s.AWS.InstanceType, Image: s.AWS.Image, DiskGiB: s.AWS.DiskGiB}
-		if ms.Image == "" && p.AWS != nil {
-			ms.Image = p.AWS.Image
-		}
-		return ms
-	case schema.ProviderVSphere:
-		if s.VSphere == nil {
-			return schema.MachineSize{}
-		}
-		ms := schema.MachineSize{CPUs: s.VSphere.CPUs, MemoryMiB: s.VSphere.MemoryMiB, DiskGiB: s.VSphere.DiskGiB, Template: s.VSphere.Template}
-		if ms.Template == "" && p.VSphere != nil {
-			ms.Template = p.VSphere.Template
-		}
-		return ms
-	}
-	return schema.MachineSize{}
 }
 
 // Machines returns the machines a cluster's pools would have once converged:
