@@ -372,3 +372,27 @@ classes:
 	}
 	fmt.Fprint(os.Stderr, "")
 }
+
+// A TTL beyond the maximum (it would overflow a duration and expire at
+// once) and a price that is not a finite cost are rejected before anything
+// is planned; a valid fleet's JSON plan always encodes.
+func TestAbsurdNumbersAreRejected(t *testing.T) {
+	for _, c := range []struct{ file, old, repl, want string }{
+		{"clusters/qa/qa-pr-77.yaml", "ttl: 48h", "ttl: 999999999d", "at most 3650 days"},
+		{"fleet.yaml", "m6i.xlarge: 0.214", "m6i.xlarge: 1.7e308", "too large"},
+	} {
+		dir := exampleRepo(t)
+		p := filepath.Join(dir, c.file)
+		b, _ := os.ReadFile(p)
+		if !strings.Contains(string(b), c.old) {
+			t.Fatalf("%s lacks %q", c.file, c.old)
+		}
+		if err := os.WriteFile(p, []byte(strings.Replace(string(b), c.old, c.repl, 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, out, stderr := run(t, "plan", dir, "-o", "json")
+		if code != exitInvalid || out != "" || !strings.Contains(stderr, c.want) {
+			t.Errorf("%s: exit %d\n%s\n%s", c.repl, code, out, stderr)
+		}
+	}
+}
