@@ -396,3 +396,29 @@ func TestAbsurdNumbersAreRejected(t *testing.T) {
 		}
 	}
 }
+
+// A cluster file broken by a commit holds only that cluster, at its last
+// valid version from history; the others converge.
+func TestBrokenClusterFileIsHeldAtItsLastValidVersion(t *testing.T) {
+	r := newFleetRepo(t, time.Time{})
+	r.converge()
+	before := r.live("payments-staging")
+	r.edit("clusters/payments/payments-staging.yaml", func(s string) string { return s + "pools:\n  - name: workers\n    replicas: lots\n" })
+	r.edit("clusters/data/data-lake.yaml", func(s string) string { return strings.Replace(s, "replicas: 5", "replicas: 6", 1) })
+	r.git("commit", "-q", "-am", "payments: a typo; data: one more worker")
+	code, out, stderr := r.apply()
+	if code != exitInvalid || !strings.Contains(stderr, "payments-staging.yaml") {
+		t.Fatalf("apply: exit %d\n%s\n%s", code, out, stderr)
+	}
+	r.apply()
+	if got := r.live("payments-staging"); got != before {
+		t.Errorf("payments-staging has %d machines, had %d: a rejected file changed its cluster", got, before)
+	}
+	if st := r.git("show", "fleet-status:status/payments/payments-staging.yaml"); !strings.Contains(st, "replicas") || !strings.Contains(st, "diagnostics:") {
+		t.Errorf("status of the held cluster does not say why:\n%s", st)
+	}
+	if !strings.Contains(r.git("show", "fleet-status:status/data/data-lake.yaml"), "workers 6/6") &&
+		!strings.Contains(r.git("show", "fleet-status:status/SUMMARY.md"), "workers 6/6") {
+		t.Errorf("data-lake did not converge while another file was broken:\n%s", r.git("show", "fleet-status:status/SUMMARY.md"))
+	}
+}
