@@ -32,8 +32,13 @@ import (
 
 // Run runs the demo with args ([FLEET_DIR], flags) and writes its story to stdout.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "up" {
-		return up(ctx, args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "up":
+			return up(ctx, args[1:], stdout, stderr)
+		case "daemon":
+			return runDaemonDemo(ctx, args[1:], stdout, stderr)
+		}
 	}
 	fl := newFlagSet("fleetd-demo", stderr)
 	workDir := fl.String("work-dir", "", "keep the demo's repositories here (default: a temporary directory, removed at the end)")

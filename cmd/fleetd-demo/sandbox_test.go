@@ -23,7 +23,9 @@ func TestUpServesTheSandboxAndLeavesNothing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb bytes.Buffer
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, []string{"up", "--env-file", envFile, "../../examples/fleet-repo"}, &out, &errb) }()
+	go func() {
+		done <- Run(ctx, []string{"up", "--env-file", envFile, "../../examples/fleet-repo"}, &out, &errb)
+	}()
 	var env []byte
 	for i := 0; ; i++ {
 		if b, err := os.ReadFile(envFile); err == nil && len(b) > 0 {
