@@ -79,14 +79,20 @@ func (e *env) source() *fleetsync.RepoSource {
 	return src
 }
 
-// converge syncs until nothing is left to do, letting time pass.
+// converge syncs until nothing is left to do, letting time pass. The cost
+// a sync promises after it is the cost the next sync finds.
 func (e *env) converge(l *fleetsync.Loop) *fleetsync.Result {
 	e.t.Helper()
+	var prev *fleetsync.Result
 	for i := 0; i < 20; i++ {
 		res := l.Sync(context.Background())
 		if res.Err != nil {
 			e.t.Fatalf("sync %d: %v", i, res.Err)
 		}
+		if prev != nil && prev.Sync.Plan.After != res.Sync.Plan.Before {
+			e.t.Errorf("sync %d: cost after %v, but the next sync finds %v", i-1, prev.Sync.Plan.After, res.Sync.Plan.Before)
+		}
+		prev = res
 		e.w.Settle()
 		e.w.Advance(time.Minute)
 		e.now = e.now.Add(time.Minute)
