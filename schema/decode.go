@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"time"
 )
 
 // decode stores a document's JSON-compatible value (map[string]any, []any,
@@ -18,6 +19,16 @@ func decode(v any, target any, strict bool) error {
 	return decodeValue(v, reflect.ValueOf(target).Elem(), strict, nil)
 }
 
+// Decode stores a value read by ParseYAML into the Go value target points
+// to, matching object keys to json tag names exactly. Unknown fields and
+// values of the wrong type are errors; a time.Time is read from an RFC 3339
+// string. It is the strict half of reading fleetd's own YAML files.
+func Decode(v any, target any) error {
+	return decode(v, target, true)
+}
+
+var timeType = reflect.TypeFor[time.Time]()
+
 func decodeValue(v any, rv reflect.Value, strict bool, path []string) error {
 	if v == nil {
 		rv.SetZero()
@@ -27,7 +38,22 @@ func decodeValue(v any, rv reflect.Value, strict bool, path []string) error {
 		if !strict {
 			return nil
 		}
-		return fmt.Errorf("%s: cannot store %T in a %s", strings.Join(path, "."), v, rv.Type())
+		return fmt.Errorf("%s: cannot store %T in a %s", where(path), v, rv.Type())
+	}
+	if rv.Type() == timeType {
+		str, ok := v.(string)
+		if !ok {
+			return mismatch()
+		}
+		t, err := time.Parse(time.RFC3339Nano, str)
+		if err != nil {
+			if !strict {
+				return nil
+			}
+			return fmt.Errorf("%s: %q is not an RFC 3339 time", where(path), str)
+		}
+		rv.Set(reflect.ValueOf(t))
+		return nil
 	}
 	switch rv.Kind() {
 	case reflect.Pointer:
@@ -106,7 +132,7 @@ func decodeValue(v any, rv reflect.Value, strict bool, path []string) error {
 			i, known := fields[k]
 			if !known {
 				if strict {
-					return fmt.Errorf("%s: unknown field %q", strings.Join(path, "."), k)
+					return fmt.Errorf("%s: unknown field %q", where(path), k)
 				}
 				continue
 			}
@@ -115,9 +141,25 @@ func decodeValue(v any, rv reflect.Value, strict bool, path []string) error {
 			}
 		}
 	default:
-		return fmt.Errorf("%s: unsupported type %s", strings.Join(path, "."), rv.Type())
+		return fmt.Errorf("%s: unsupported type %s", where(path), rv.Type())
 	}
 	return nil
+}
+
+// where renders a decode path such as pools[0].replicas, with a colon, or
+// nothing at the root.
+func where(path []string) string {
+	var b strings.Builder
+	for _, p := range path {
+		if b.Len() > 0 && !strings.HasPrefix(p, "[") {
+			b.WriteByte('.')
+		}
+		b.WriteString(p)
+	}
+	if b.Len() == 0 {
+		return "at the top"
+	}
+	return b.String()
 }
 
 var fieldCache sync.Map // reflect.Type -> map[string]int

@@ -518,3 +518,20 @@ func plainFormHint(s string) string {
 	}
 	return ""
 }
+
+// ParseYAML reads one YAML document into JSON-compatible values (map[string]any,
+// []any, string, int64, float64, bool, nil) the way fleet files are read:
+// YAML 1.2's core schema, no duplicate keys, bounded nesting and alias
+// expansion, exactly one document, valid UTF-8. fleetd's other YAML (status
+// files) is read with it, so every file fleetd reads means the same to it and
+// to an editor.
+func ParseYAML(data []byte) (any, error) {
+	doc, perr := parseDocument("", data)
+	if perr != nil {
+		if perr.pos.line > 0 {
+			return nil, fmt.Errorf("line %d: %s", perr.pos.line, perr.msg)
+		}
+		return nil, errors.New(perr.msg)
+	}
+	return doc.root, nil
+}
