@@ -499,3 +499,9 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// Suggest returns the name in names closest to name when it is close enough
+// to be a likely typo, else "".
+func Suggest(name string, names []string) string {
+	return suggest(name, names)
+}

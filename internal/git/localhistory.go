@@ -96,3 +96,18 @@ func LocalCreationTimes(ctx context.Context, dir, prefix string) (map[string]tim
 	}
 	return out, nil
 }
+
+// LocalRoot returns the top folder of the git clone that contains dir, or ""
+// when dir is in no clone. Reports that name files by their path in the
+// repository (GitLab Code Quality) join it with paths below dir.
+func LocalRoot(dir string) string {
+	repo, err := gogit.PlainOpenWithOptions(dir, &gogit.PlainOpenOptions{DetectDotGit: true})
+	if err != nil {
+		return ""
+	}
+	wt, err := repo.Worktree()
+	if err != nil {
+		return ""
+	}
+	return wt.Filesystem.Root()
+}
