@@ -16,7 +16,25 @@ import (
 // DisallowUnknownFields would, without a round trip through JSON text. A
 // lenient decode skips what does not fit and fills the rest.
 func decode(v any, target any, strict bool) error {
-	return decodeValue(v, reflect.ValueOf(target).Elem(), strict, nil)
+	// path has room to grow: appending to it reuses one backing array, as
+	// each call uses its path only while it runs.
+	return decodeValue(v, reflect.ValueOf(target).Elem(), strict, make([]string, 0, 32))
+}
+
+// indexTokens are the path tokens of the first list indexes, made once.
+var indexTokens = func() []string {
+	out := make([]string, 64)
+	for i := range out {
+		out[i] = fmt.Sprintf("[%d]", i)
+	}
+	return out
+}()
+
+func indexToken(i int) string {
+	if i < len(indexTokens) {
+		return indexTokens[i]
+	}
+	return fmt.Sprintf("[%d]", i)
 }
 
 // Decode stores a value read by ParseYAML into the Go value target points
@@ -102,7 +120,7 @@ func decodeValue(v any, rv reflect.Value, strict bool, path []string) error {
 		}
 		out := reflect.MakeSlice(rv.Type(), len(items), len(items))
 		for i, item := range items {
-			if err := decodeValue(item, out.Index(i), strict, append(path, fmt.Sprintf("[%d]", i))); err != nil {
+			if err := decodeValue(item, out.Index(i), strict, append(path, indexToken(i))); err != nil {
 				return err
 			}
 		}

@@ -21,9 +21,16 @@ func fastParse(data []byte) (any, bool) {
 			return nil, false
 		}
 	}
-	p := &fastParser{}
-	for _, raw := range bytes.Split(data, []byte("\n")) {
-		line := strings.TrimRight(string(raw), " ")
+	p := &fastParser{lines: make([]fastLine, 0, bytes.Count(data, []byte("\n"))+1)}
+	rest := string(data) // one copy; every line and scalar is a slice of it
+	for len(rest) > 0 {
+		raw := rest
+		if i := strings.IndexByte(rest, '\n'); i >= 0 {
+			raw, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = ""
+		}
+		line := strings.TrimRight(raw, " ")
 		text := strings.TrimLeft(line, " ")
 		if text == "" || text[0] == '#' {
 			continue
