@@ -104,3 +104,26 @@ func BenchmarkRenderStatus(b *testing.B) {
 	}
 	reportCPU(b, cpu)
 }
+
+// BenchmarkReadStatus reads back the status files of a converged fleet of
+// 10,000 clusters (as `fleetd plan --observed=status` does) and turns them
+// into the observed world.
+func BenchmarkReadStatus(b *testing.B) {
+	d, o, lim := bigFleet(10_000)
+	now := t0.Add(time.Hour)
+	p := reconcile.Compute(d, o, lim, now)
+	files := reconcile.RenderStatus(reconcile.StatusInput{Desired: d, Observed: o, Plan: p, Now: now})
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := cpuTime()
+	for b.Loop() {
+		set, err := reconcile.ReadStatusFiles(files)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if obs := set.Observed(); len(obs.Machines) != 50_000 {
+			b.Fatal(len(obs.Machines))
+		}
+	}
+	reportCPU(b, cpu)
+}

@@ -71,7 +71,7 @@ func TestReadStatusErrors(t *testing.T) {
 	}{
 		{"missing status is empty", fstest.MapFS{"fleet.yaml": {}}, ""},
 		{"summary and other top files are not read", fstest.MapFS{"status/SUMMARY.md": {Data: []byte("# x")}, "status/payments/pay.yaml": {Data: []byte(good)}}, ""},
-		{"unknown field", fstest.MapFS{"status/payments/pay.yaml": {Data: []byte(good + "extra: 1\n")}}, `status/payments/pay.yaml: invalid status: json: unknown field "extra"`},
+		{"unknown field", fstest.MapFS{"status/payments/pay.yaml": {Data: []byte(good + "extra: 1\n")}}, `status/payments/pay.yaml: invalid status: at the top: unknown field "extra"`},
 		{"wrong kind", fstest.MapFS{"status/payments/pay.yaml": {Data: []byte(strings.Replace(good, "ClusterStatus", "Cluster", 1))}}, "status/payments/pay.yaml: apiVersion"},
 		{"file of another cluster", fstest.MapFS{"status/payments/other.yaml": {Data: []byte(good)}}, `status/payments/other.yaml: holds cluster "pay" of team "payments", but the file is for payments/other`},
 		{"too deep", fstest.MapFS{"status/payments/x/pay.yaml": {Data: []byte(good)}}, "status/payments/x: unexpected folder"},

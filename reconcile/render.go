@@ -170,7 +170,7 @@ func (p *Plan) WriteText(w io.Writer) error {
 			fmt.Fprintf(&b, "  . waiting: %s\n", wt)
 		}
 	}
-	_, err := io.WriteString(w, b.String())
+	_, err := io.WriteString(w, EscapeLines(b.String()))
 	return err
 }
 

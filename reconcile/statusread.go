@@ -1,18 +1,17 @@
 package reconcile
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"maps"
 	"path"
+	"runtime"
 	"slices"
 	"strings"
-
-	"sigs.k8s.io/yaml"
+	"sync"
+	"sync/atomic"
 
 	"github.com/fleetd/fleetd/schema"
 )
@@ -30,42 +29,36 @@ type StatusSet struct {
 // (status/...), as RenderStatus returns them and the git layer reads them
 // from a branch, with the same checks as ReadStatus.
 func ReadStatusFiles(files map[string][]byte) (*StatusSet, error) {
-	set := &StatusSet{Clusters: map[string]*ClusterStatus{}}
-	paths := map[string]string{}
+	var entries []statusEntry
 	var errs []error
-	for _, p := range slices.Sorted(maps.Keys(files)) {
-		rel, ok := strings.CutPrefix(p, StatusDir+"/")
-		switch {
-		case !ok:
-			continue
-		case strings.Count(rel, "/") > 1:
-			errs = append(errs, fmt.Errorf("%s: unexpected folder: status files are status/<team>/<cluster>.yaml", p))
-			continue
-		case strings.Count(rel, "/") == 0 || !strings.HasSuffix(p, ".yaml"):
+	folders := map[string]bool{}
+	for p, data := range files {
+		rest, ok := strings.CutPrefix(p, StatusDir+"/")
+		if !ok {
 			continue
 		}
-		st, err := checkStatusFile(p, files[p])
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", p, err))
-			continue
+		switch depth := strings.Count(rest, "/"); {
+		case depth > 1:
+			parts := strings.SplitN(rest, "/", 3)
+			folder := StatusDir + "/" + parts[0] + "/" + parts[1]
+			if !folders[folder] {
+				folders[folder] = true
+				errs = append(errs, fmt.Errorf("%s: unexpected folder: status files are status/<team>/<cluster>.yaml", folder))
+			}
+		case depth == 1 && strings.HasSuffix(p, ".yaml"):
+			entries = append(entries, statusEntry{path: p, data: data})
 		}
-		if first, dup := paths[st.Cluster]; dup {
-			errs = append(errs, fmt.Errorf("%s: cluster %s is also in %s", p, st.Cluster, first))
-			continue
-		}
-		paths[st.Cluster] = p
-		set.Clusters[st.Cluster] = st
 	}
-	return set, errors.Join(errs...)
+	return readEntries(entries, errs)
 }
 
 // ReadStatus reads status/<team>/<cluster>.yaml from fsys, the root of a
 // fleet repo. A missing status/ is an empty set. Status files are untrusted
 // input (anyone with write access to the repo can change them): every problem
 // is an error naming the file, and nothing is read beyond 1 MiB per file.
+// Files are decoded once each, in parallel.
 func ReadStatus(fsys fs.FS) (*StatusSet, error) {
-	set := &StatusSet{Clusters: map[string]*ClusterStatus{}}
-	paths := map[string]string{}
+	var entries []statusEntry
 	var errs []error
 	err := fs.WalkDir(fsys, StatusDir, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
@@ -92,40 +85,78 @@ func ReadStatus(fsys fs.FS) (*StatusSet, error) {
 		case !strings.HasSuffix(p, ".yaml"):
 			return nil
 		}
-		st, err := readStatusFile(fsys, p)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", p, err))
-			return nil
-		}
-		if first, dup := paths[st.Cluster]; dup {
-			errs = append(errs, fmt.Errorf("%s: cluster %s is also in %s", p, st.Cluster, first))
-			return nil
-		}
-		paths[st.Cluster] = p
-		set.Clusters[st.Cluster] = st
+		entries = append(entries, statusEntry{path: p, fsys: fsys})
 		return nil
 	})
 	if err != nil {
 		errs = append(errs, err)
 	}
+	return readEntries(entries, errs)
+}
+
+// statusEntry is one status file to read: its data, or the file system to
+// read it from.
+type statusEntry struct {
+	path string
+	data []byte
+	fsys fs.FS
+	st   *ClusterStatus
+	err  error
+}
+
+// readEntries decodes the entries in parallel, then checks them in path
+// order, so the set and its errors do not depend on scheduling.
+func readEntries(entries []statusEntry, errs []error) (*StatusSet, error) {
+	slices.SortFunc(entries, func(a, b statusEntry) int { return strings.Compare(a.path, b.path) })
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), max(len(entries)/64, 1)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(entries) {
+					return
+				}
+				e := &entries[i]
+				data := e.data
+				if e.fsys != nil {
+					data, e.err = readLimited(e.fsys, e.path)
+				}
+				if e.err == nil {
+					e.st, e.err = checkStatusFile(e.path, data)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	set := &StatusSet{Clusters: make(map[string]*ClusterStatus, len(entries))}
+	paths := map[string]string{}
+	for _, e := range entries {
+		if e.err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", e.path, e.err))
+			continue
+		}
+		if first, dup := paths[e.st.Cluster]; dup {
+			errs = append(errs, fmt.Errorf("%s: cluster %s is also in %s", e.path, e.st.Cluster, first))
+			continue
+		}
+		paths[e.st.Cluster] = e.path
+		set.Clusters[e.st.Cluster] = e.st
+	}
 	return set, errors.Join(errs...)
 }
 
-func readStatusFile(fsys fs.FS, p string) (*ClusterStatus, error) {
+func readLimited(fsys fs.FS, p string) ([]byte, error) {
 	f, err := fsys.Open(p)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxStatusFile+1))
-	if err != nil {
-		return nil, err
-	}
-	return checkStatusFile(p, data)
+	return io.ReadAll(io.LimitReader(f, maxStatusFile+1))
 }
 
-// checkStatusFile decodes the status file at path p and checks that it is
-// the file of the cluster it names.
+// checkStatusFile decodes one status file and checks that it is where its
+// cluster's status belongs.
 func checkStatusFile(p string, data []byte) (*ClusterStatus, error) {
 	if len(data) > maxStatusFile {
 		return nil, fmt.Errorf("larger than %d bytes", maxStatusFile)
@@ -143,18 +174,15 @@ func checkStatusFile(p string, data []byte) (*ClusterStatus, error) {
 
 // parseStatus decodes and checks one status file.
 func parseStatus(data []byte) (*ClusterStatus, error) {
-	js, err := yaml.YAMLToJSON(data)
+	// Read as YAML 1.2, as fleet files and editors read it, then decoded
+	// strictly: an unknown field is an error, not silently dropped.
+	v, err := schema.ParseYAML(data)
 	if err != nil {
 		return nil, fmt.Errorf("invalid YAML: %w", err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.DisallowUnknownFields()
 	var st ClusterStatus
-	if err := dec.Decode(&st); err != nil {
+	if err := schema.Decode(v, &st); err != nil {
 		return nil, fmt.Errorf("invalid status: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("invalid status: more than one document")
 	}
 	if st.APIVersion != schema.APIVersion || st.Kind != StatusKind {
 		return nil, fmt.Errorf("apiVersion %q, kind %q: want %s, %s", st.APIVersion, st.Kind, schema.APIVersion, StatusKind)

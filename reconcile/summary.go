@@ -149,21 +149,11 @@ func writeClusterRow(b *strings.Builder, st *ClusterStatus) {
 	b.WriteString(" |\n")
 }
 
-// mdCell makes text safe inside a Markdown table cell.
-func mdCell(s string) string {
-	if !strings.ContainsAny(s, "|\n") {
-		return s
-	}
-	s = strings.ReplaceAll(s, "|", `\|`)
-	return strings.ReplaceAll(s, "\n", " ")
-}
+// mdCell makes text safe inside a Markdown table cell (escape.go).
+func mdCell(s string) string { return MarkdownText(s) }
 
-// mdText makes text safe on one Markdown line.
-func mdText(s string) string {
-	s = strings.ReplaceAll(s, "\n", " ")
-	s = strings.ReplaceAll(s, "<", "&lt;")
-	return s
-}
+// mdText makes text safe on one Markdown line (escape.go).
+func mdText(s string) string { return MarkdownText(s) }
 
 func shortRev(rev string) string {
 	if len(rev) > 12 {

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"time"
 )
 
 // decode stores a document's JSON-compatible value (map[string]any, []any,
@@ -15,8 +16,36 @@ import (
 // DisallowUnknownFields would, without a round trip through JSON text. A
 // lenient decode skips what does not fit and fills the rest.
 func decode(v any, target any, strict bool) error {
-	return decodeValue(v, reflect.ValueOf(target).Elem(), strict, nil)
+	// path has room to grow: appending to it reuses one backing array, as
+	// each call uses its path only while it runs.
+	return decodeValue(v, reflect.ValueOf(target).Elem(), strict, make([]string, 0, 32))
 }
+
+// indexTokens are the path tokens of the first list indexes, made once.
+var indexTokens = func() []string {
+	out := make([]string, 64)
+	for i := range out {
+		out[i] = fmt.Sprintf("[%d]", i)
+	}
+	return out
+}()
+
+func indexToken(i int) string {
+	if i < len(indexTokens) {
+		return indexTokens[i]
+	}
+	return fmt.Sprintf("[%d]", i)
+}
+
+// Decode stores a value read by ParseYAML into the Go value target points
+// to, matching object keys to json tag names exactly. Unknown fields and
+// values of the wrong type are errors; a time.Time is read from an RFC 3339
+// string. It is the strict half of reading fleetd's own YAML files.
+func Decode(v any, target any) error {
+	return decode(v, target, true)
+}
+
+var timeType = reflect.TypeFor[time.Time]()
 
 func decodeValue(v any, rv reflect.Value, strict bool, path []string) error {
 	if v == nil {
@@ -27,7 +56,22 @@ func decodeValue(v any, rv reflect.Value, strict bool, path []string) error {
 		if !strict {
 			return nil
 		}
-		return fmt.Errorf("%s: cannot store %T in a %s", strings.Join(path, "."), v, rv.Type())
+		return fmt.Errorf("%s: cannot store %T in a %s", where(path), v, rv.Type())
+	}
+	if rv.Type() == timeType {
+		str, ok := v.(string)
+		if !ok {
+			return mismatch()
+		}
+		t, err := time.Parse(time.RFC3339Nano, str)
+		if err != nil {
+			if !strict {
+				return nil
+			}
+			return fmt.Errorf("%s: %q is not an RFC 3339 time", where(path), str)
+		}
+		rv.Set(reflect.ValueOf(t))
+		return nil
 	}
 	switch rv.Kind() {
 	case reflect.Pointer:
@@ -76,7 +120,7 @@ func decodeValue(v any, rv reflect.Value, strict bool, path []string) error {
 		}
 		out := reflect.MakeSlice(rv.Type(), len(items), len(items))
 		for i, item := range items {
-			if err := decodeValue(item, out.Index(i), strict, append(path, fmt.Sprintf("[%d]", i))); err != nil {
+			if err := decodeValue(item, out.Index(i), strict, append(path, indexToken(i))); err != nil {
 				return err
 			}
 		}
@@ -106,7 +150,7 @@ func decodeValue(v any, rv reflect.Value, strict bool, path []string) error {
 			i, known := fields[k]
 			if !known {
 				if strict {
-					return fmt.Errorf("%s: unknown field %q", strings.Join(path, "."), k)
+					return fmt.Errorf("%s: unknown field %q", where(path), k)
 				}
 				continue
 			}
@@ -115,9 +159,25 @@ func decodeValue(v any, rv reflect.Value, strict bool, path []string) error {
 			}
 		}
 	default:
-		return fmt.Errorf("%s: unsupported type %s", strings.Join(path, "."), rv.Type())
+		return fmt.Errorf("%s: unsupported type %s", where(path), rv.Type())
 	}
 	return nil
+}
+
+// where renders a decode path such as pools[0].replicas, with a colon, or
+// nothing at the root.
+func where(path []string) string {
+	var b strings.Builder
+	for _, p := range path {
+		if b.Len() > 0 && !strings.HasPrefix(p, "[") {
+			b.WriteByte('.')
+		}
+		b.WriteString(p)
+	}
+	if b.Len() == 0 {
+		return "at the top"
+	}
+	return b.String()
 }
 
 var fieldCache sync.Map // reflect.Type -> map[string]int

@@ -3,6 +3,7 @@ package schema
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"testing/fstest"
@@ -65,4 +66,49 @@ func FuzzLoad(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzFastParse checks the fast path of the YAML reader against the full
+// parser: whatever fastParse accepts, the full parser reads to the very same
+// value.
+func FuzzFastParse(f *testing.F) {
+	f.Add([]byte(baseCluster))
+	f.Add([]byte(baseFleet))
+	f.Add([]byte("a: [1, '2', \"3\"]\nb: {c: d, e: 010}\nf:\n- g: 1\n  h: x # c\n"))
+	f.Add([]byte("a:\n  - - x\n"))
+	f.Add([]byte("a: 'it''s'\nb: -1\nc: .5\nd: ~\ne: yes\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		checkFastParse(t, data)
+	})
+}
+
+func checkFastParse(t *testing.T, data []byte) {
+	t.Helper()
+	fast, ok := fastParse(data)
+	if !ok {
+		return
+	}
+	doc, perr := parseFull("x.yaml", data)
+	if perr != nil {
+		t.Fatalf("fastParse read %q, the full parser refuses it: %s", data, perr.msg)
+	}
+	if !reflect.DeepEqual(fast, doc.root) {
+		t.Fatalf("fastParse read %q as\n%#v\nthe full parser as\n%#v", data, fast, doc.root)
+	}
+}
+
+// TestFastParseAgreesOnTheCorpus runs the fast path check on every file of
+// the differential corpus and counts how many it reads itself.
+func TestFastParseAgreesOnTheCorpus(t *testing.T) {
+	fast := 0
+	cases := diffCorpus(t)
+	for _, c := range cases {
+		checkFastParse(t, []byte(c.text))
+		if _, ok := fastParse([]byte(c.text)); ok {
+			fast++
+		}
+	}
+	if fast < len(cases)/2 {
+		t.Errorf("fastParse read only %d of %d files", fast, len(cases))
+	}
 }

@@ -277,10 +277,7 @@ func (l *loader) acceptFile(p string, e fs.DirEntry) bool {
 		l.fileError(p, "layout", "not a regular file (a %s)", kindOf(e))
 		return false
 	}
-	if info, err := e.Info(); err == nil && info.Size() > maxFileSize {
-		l.fileError(p, "size", "the file is %d bytes: fleet files may be at most 1 MiB", info.Size())
-		return false
-	}
+	// The size is checked when the file is read, without a stat here.
 	return true
 }
 
@@ -371,20 +368,40 @@ func (f *file) checkKind(want string) bool {
 	return true
 }
 
+// readBounded reads a file of at most maxFileSize bytes: its size first,
+// then one read of that size, and never more than the bound.
 func readBounded(fsys fs.FS, p string) ([]byte, error) {
 	fh, err := fsys.Open(p)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read: %w", unwrapPathError(err))
 	}
 	defer fh.Close()
-	data, err := io.ReadAll(io.LimitReader(fh, maxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("cannot read: %w", unwrapPathError(err))
+	size := int64(512)
+	if info, err := fh.Stat(); err == nil {
+		if info.Size() > maxFileSize {
+			return nil, fmt.Errorf("the file is %d bytes: fleet files may be at most 1 MiB", info.Size())
+		}
+		size = info.Size()
 	}
-	if len(data) > maxFileSize {
-		return nil, fmt.Errorf("the file is larger than 1 MiB: fleet files may be at most 1 MiB")
+	// One byte more than the size, so a file that grew since is seen.
+	buf := make([]byte, 0, size+1)
+	for {
+		n, err := fh.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cannot read: %w", unwrapPathError(err))
+		}
+		if len(buf) > maxFileSize {
+			return nil, fmt.Errorf("the file is larger than 1 MiB: fleet files may be at most 1 MiB")
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
 	}
-	return data, nil
+	return buf, nil
 }
 
 func unwrapPathError(err error) error {

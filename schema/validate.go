@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/big"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,6 +40,7 @@ func JSONSchema(name string) ([]byte, error) {
 var compiled = sync.OnceValues(func() (map[string]*jsonschema.Schema, error) {
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
+	c.UseRegexpEngine(memoRegexp)
 	out := map[string]*jsonschema.Schema{}
 	for k, raw := range map[string][]byte{KindFleet: fleetSchemaJSON, KindCluster: clusterSchemaJSON} {
 		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
@@ -57,6 +59,50 @@ var compiled = sync.OnceValues(func() (map[string]*jsonschema.Schema, error) {
 	}
 	return out, nil
 })
+
+// memoRegexp compiles a schema pattern with Go's regexp and remembers the
+// verdict for short strings: a fleet repeats the same team, provider, class,
+// role and group names in thousands of files.
+func memoRegexp(pattern string) (jsonschema.Regexp, error) {
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		return nil, err
+	}
+	return &memoRE{re: re}, nil
+}
+
+// memoCap bounds how many verdicts one pattern remembers.
+const memoCap = 4096
+
+type memoRE struct {
+	re *regexp.Regexp
+	mu sync.RWMutex
+	m  map[string]bool
+}
+
+func (r *memoRE) String() string { return r.re.String() }
+
+func (r *memoRE) MatchString(s string) bool {
+	if len(s) > 256 {
+		return r.re.MatchString(s)
+	}
+	r.mu.RLock()
+	v, ok := r.m[s]
+	r.mu.RUnlock()
+	if ok {
+		return v
+	}
+	v = r.re.MatchString(s)
+	r.mu.Lock()
+	if r.m == nil {
+		r.m = map[string]bool{}
+	}
+	if len(r.m) < memoCap {
+		r.m[s] = v
+	}
+	r.mu.Unlock()
+	return v
+}
 
 var printer = message.NewPrinter(message.MatchLanguage("en"))
 
@@ -452,4 +498,10 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// Suggest returns the name in names closest to name when it is close enough
+// to be a likely typo, else "".
+func Suggest(name string, names []string) string {
+	return suggest(name, names)
 }

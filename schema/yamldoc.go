@@ -33,8 +33,10 @@ type document struct {
 	path string
 	root any
 	// node is the parsed YAML, kept to locate values when a diagnostic
-	// needs a position.
+	// needs a position. A document read by fastParse has none until then:
+	// data is parsed fully again on the first position asked for.
 	node   *yaml.Node
+	data   []byte
 	budget int
 	// vals and keys map a JSON pointer (tokens joined by ptrSep) to the
 	// position of the value and of the mapping key that holds it. They are
@@ -50,6 +52,13 @@ type document struct {
 func (d *document) index() {
 	d.indexOnce.Do(func() {
 		d.vals, d.keys = map[string]position{}, map[string]position{}
+		if d.node == nil {
+			var root yaml.Node
+			if err := yaml.NewDecoder(bytes.NewReader(d.data)).Decode(&root); err != nil {
+				return // fastParse accepts only what the parser reads
+			}
+			d.node, d.budget = &root, countNodes(&root, 0)+aliasAllowance
+		}
 		c := converter{doc: d, budget: d.budget, record: true}
 		_, _ = c.value(d.node, nil, 0)
 	})
@@ -154,6 +163,14 @@ func parseDocument(path string, data []byte) (*document, *parseError) {
 	// Editors on Windows may start a file with a byte order mark; YAML
 	// allows it, and the parser would otherwise read it as content.
 	data = bytes.TrimPrefix(data, []byte("\ufeff"))
+	if v, ok := fastParse(data); ok {
+		return &document{path: path, root: v, data: data}, nil
+	}
+	return parseFull(path, data)
+}
+
+// parseFull parses a file with the full YAML parser, keeping its node tree.
+func parseFull(path string, data []byte) (*document, *parseError) {
 	empty := &parseError{pos: position{1, 1}, check: "yaml", msg: "the file is empty: expected one YAML document"}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var root yaml.Node
@@ -500,4 +517,21 @@ func plainFormHint(s string) string {
 		return fmt.Sprintf(": YAML 1.2 has no such number; write %s", p)
 	}
 	return ""
+}
+
+// ParseYAML reads one YAML document into JSON-compatible values (map[string]any,
+// []any, string, int64, float64, bool, nil) the way fleet files are read:
+// YAML 1.2's core schema, no duplicate keys, bounded nesting and alias
+// expansion, exactly one document, valid UTF-8. fleetd's other YAML (status
+// files) is read with it, so every file fleetd reads means the same to it and
+// to an editor.
+func ParseYAML(data []byte) (any, error) {
+	doc, perr := parseDocument("", data)
+	if perr != nil {
+		if perr.pos.line > 0 {
+			return nil, fmt.Errorf("line %d: %s", perr.pos.line, perr.msg)
+		}
+		return nil, errors.New(perr.msg)
+	}
+	return doc.root, nil
 }

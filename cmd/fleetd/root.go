@@ -2,10 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
+	"runtime"
 	"runtime/debug"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -73,11 +78,21 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "fleetd",
-		Short:         "GitOps reconciler for fleets of Kubernetes clusters",
+		Use:   "fleetd",
+		Short: "GitOps reconciler for fleets of Kubernetes clusters",
+		Long: `fleetd makes a fleet of Kubernetes clusters match a git repository: a
+fleet.yaml with fleet-wide settings and one file per cluster. In merge
+requests, validate and plan show what is wrong and what a merge would do;
+apply and run converge the world.`,
+		Example: `  fleetd validate ./fleet
+  fleetd plan --observed=status -o markdown ./fleet
+  fleetd show payments-prod ./fleet
+  fleetd completion bash > /etc/bash_completion.d/fleetd`,
+		Version:       fleetdVersion(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
+	root.SetVersionTemplate("fleetd {{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
@@ -86,7 +101,60 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	for _, add := range subcommands {
 		root.AddCommand(add())
 	}
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Example == "" {
+			c.Example = defaultExamples[c.Name()]
+		}
+		completeOutputFlag(c)
+	}
 	return root
+}
+
+// defaultExamples are the Examples sections of commands that do not set
+// their own, so every command's help has one (kubectl's and flux's habit).
+var defaultExamples = map[string]string{
+	"plan": `  # What merging this branch would do, against the recorded status
+  fleetd plan --observed=status ./fleet
+
+  # The same as a merge-request comment
+  fleetd plan --observed=status -o markdown ./fleet > plan.md`,
+	"apply": `  # Converge the world to the fleet repo once
+  fleetd apply ./fleet
+
+  # Plan against the live world and change nothing
+  fleetd apply --dry-run ./fleet`,
+	"run": `  # Run the daemon against a fleet repo
+  fleetd run --repo https://gitlab.example/platform/fleet.git`,
+	"completion": `  # Load completions into the current bash session
+  source <(fleetd completion bash)
+
+  # Install them for zsh
+  fleetd completion zsh > "${fpath[1]}/_fleetd"`,
+}
+
+// formatList reads the formats out of an -o flag's usage, "output format:
+// text, json or gitlab", for shell completion.
+var formatList = regexp.MustCompile(`format[s]?: ([a-z, ]+(?: or [a-z]+)?)`)
+
+// completeOutputFlag completes a command's -o values from its usage text.
+func completeOutputFlag(c *cobra.Command) {
+	f := c.Flags().Lookup("output")
+	if f == nil {
+		return
+	}
+	if _, ok := c.GetFlagCompletionFunc("output"); ok {
+		return
+	}
+	var formats []string
+	for _, m := range formatList.FindAllStringSubmatch(f.Usage, -1) {
+		for _, w := range strings.FieldsFunc(strings.ReplaceAll(m[1], " or ", ","), func(r rune) bool { return r == ',' || r == ' ' }) {
+			if !slices.Contains(formats, w) {
+				formats = append(formats, w)
+			}
+		}
+	}
+	_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(formats, cobra.ShellCompDirectiveNoFileComp))
 }
 
 // subcommands lists the constructors of fleetd's commands; each command's
@@ -95,14 +163,38 @@ var subcommands []func() *cobra.Command
 
 func init() {
 	subcommands = append(subcommands, func() *cobra.Command {
-		return &cobra.Command{
+		var output string
+		cmd := &cobra.Command{
 			Use:   "version",
 			Short: "Print fleetd's version",
-			Args:  cobra.NoArgs,
+			Example: `  fleetd version
+  fleetd version -o json
+  fleetd --version`,
+			Args: cobra.NoArgs,
+			PreRunE: func(*cobra.Command, []string) error {
+				return checkFormat(output, "text", "json")
+			},
 			RunE: func(cmd *cobra.Command, _ []string) error {
+				if output == "json" {
+					b, err := json.Marshal(versionInfo{Version: fleetdVersion(), Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH})
+					if err != nil {
+						return err
+					}
+					_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\n", b)
+					return err
+				}
 				_, err := fmt.Fprintf(cmd.OutOrStdout(), "fleetd %s\n", fleetdVersion())
 				return err
 			},
 		}
+		cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+		return cmd
 	})
+}
+
+// versionInfo is version -o json.
+type versionInfo struct {
+	Version  string `json:"version"`
+	Go       string `json:"go"`
+	Platform string `json:"platform"`
 }

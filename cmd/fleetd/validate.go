@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,9 +11,14 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
+	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	fgit "github.com/fleetd/fleetd/internal/git"
+	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/schema"
 )
 
@@ -30,12 +36,33 @@ clusters/<team>/*.yaml. It reports every problem at once as
 path:line:col: field: message and exits 0 when the fleet is valid, 1 when it
 has errors (warnings alone do not fail), and 2 on usage or I/O problems.
 
--o gitlab writes a GitLab Code Quality report for merge requests.`,
+-o json writes the problems as a JSON list; -o gitlab writes a GitLab Code
+Quality report (paths relative to the git repository's root, fingerprints
+that survive unrelated edits). Both write [] when nothing could be read.
+
+In a git clone, a cluster name declared twice is reported on the file that
+git history added later; outside git, on the later path. A fleet repo may
+hold at most 20000 files under clusters/.`,
+		Example: `  # Validate the fleet repo in the current folder
+  fleetd validate
+
+  # Validate another checkout and print a GitLab Code Quality report
+  fleetd validate -o gitlab ./fleet > gl-code-quality-report.json
+
+  # With the container image, from the root of a fleet repo
+  docker run --rm -v "$PWD:/fleet" -w /fleet fleetd validate`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// validate is one pass over many small files: trade some memory
+			// for less garbage collection.
+			defer debug.SetGCPercent(debug.SetGCPercent(400))
 			dir := dirArg(args)
 			fleet, diags, err := loadDir(dir)
 			if err != nil {
+				if output != "text" {
+					// CI parses stdout: it stays valid JSON.
+					_, _ = fmt.Fprintln(cmd.OutOrStdout(), "[]")
+				}
 				return err
 			}
 			if err := writeDiagnostics(cmd.OutOrStdout(), output, dir, diags); err != nil {
@@ -45,9 +72,9 @@ has errors (warnings alone do not fail), and 2 on usage or I/O problems.
 			if output == "text" {
 				switch {
 				case errs > 0:
-					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s\n", dir, plural(errs, "error")+", "+plural(warns, "warning"))
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s\n", reconcile.EscapeText(dir), plural(errs, "error")+", "+plural(warns, "warning"))
 				default:
-					fmt.Fprintf(cmd.ErrOrStderr(), "%s: valid: %s, %s\n", dir, plural(len(fleet.Clusters), "cluster"), plural(warns, "warning"))
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: valid: %s, %s\n", reconcile.EscapeText(dir), plural(len(fleet.Clusters), "cluster"), plural(warns, "warning"))
 				}
 			}
 			if errs > 0 {
@@ -63,8 +90,14 @@ has errors (warnings alone do not fail), and 2 on usage or I/O problems.
 
 func newSchemaCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:       "schema fleet|cluster",
-		Short:     "Print the JSON Schema of fleet.yaml or of a cluster file, for editors",
+		Use:   "schema fleet|cluster",
+		Short: "Print the JSON Schema of fleet.yaml or of a cluster file, for editors",
+		Long: `Schema prints the JSON Schema (draft 2020-12) that fleetd validates
+fleet.yaml or cluster files against, for editors and the YAML language
+server. Commit them (for example to .schemas/) and point files at them with
+a "# yaml-language-server: $schema=..." comment.`,
+		Example: `  fleetd schema fleet > .schemas/fleet.schema.json
+  fleetd schema cluster > .schemas/cluster.schema.json`,
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: []string{"fleet", "cluster"},
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -86,7 +119,8 @@ func dirArg(args []string) string {
 }
 
 // loadDir loads the fleet repo in dir. An error is a usage or I/O problem
-// (exit 2); problems of the fleet itself are diagnostics.
+// (exit 2); problems of the fleet itself are diagnostics. In a git clone,
+// the history says which file declared a cluster name first.
 func loadDir(dir string) (*schema.Fleet, schema.Diagnostics, error) {
 	info, err := os.Stat(dir)
 	if err != nil {
@@ -95,7 +129,11 @@ func loadDir(dir string) (*schema.Fleet, schema.Diagnostics, error) {
 	if !info.IsDir() {
 		return nil, nil, usageError(fmt.Errorf("cannot read fleet repo %s: not a directory", dir))
 	}
-	fleet, diags := schema.Load(os.DirFS(dir))
+	var opts []schema.Option
+	if created, err := fgit.LocalCreationTimes(context.Background(), dir, schema.ClustersDir); err == nil {
+		opts = append(opts, schema.WithCreationTimes(created))
+	}
+	fleet, diags := schema.Load(os.DirFS(dir), opts...)
 	for _, d := range diags {
 		// A fleet repo that cannot be read at all is an I/O problem, not a
 		// defect in the fleet.
@@ -142,10 +180,33 @@ func displayPath(dir, p string) string {
 	return path.Join(filepath.ToSlash(dir), p)
 }
 
+// repoPath makes a diagnostic's path relative to the root of the git
+// repository that holds dir (GitLab resolves report paths from there), or
+// to dir itself outside git, whether dir is relative or absolute.
+func repoPath(dir, p string) string {
+	root := fgit.LocalRoot(dir)
+	if root == "" {
+		return p
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return p
+	}
+	rel, err := filepath.Rel(root, abs)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return p
+	}
+	return path.Join(filepath.ToSlash(rel), p)
+}
+
 func writeDiagnostics(w io.Writer, format, dir string, diags schema.Diagnostics) error {
 	shown := make(schema.Diagnostics, len(diags))
 	for i, d := range diags {
-		d.Path = displayPath(dir, d.Path)
+		if format == "gitlab" {
+			d.Path = repoPath(dir, d.Path)
+		} else {
+			d.Path = displayPath(dir, d.Path)
+		}
 		shown[i] = d
 	}
 	switch format {
@@ -157,7 +218,9 @@ func writeDiagnostics(w io.Writer, format, dir string, diags schema.Diagnostics)
 		return json.NewEncoder(w).Encode(codeQuality(shown))
 	default:
 		for _, d := range shown {
-			if _, err := fmt.Fprintln(w, d.String()); err != nil {
+			// File names and values come from the repo: no control
+			// character reaches the terminal.
+			if _, err := fmt.Fprintln(w, reconcile.EscapeText(d.String())); err != nil {
 				return err
 			}
 		}
@@ -183,6 +246,10 @@ type codeQualityLines struct {
 	Begin int `json:"begin"`
 }
 
+// lineRefs matches what a message says about lines elsewhere: "line 12",
+// "lines 3 and 4", ":12:3" after a path.
+var lineRefs = regexp.MustCompile(`\blines? [0-9]+( and [0-9]+)?|:[0-9]+:[0-9]+\b`)
+
 func codeQuality(diags schema.Diagnostics) []codeQualityIssue {
 	out := make([]codeQualityIssue, 0, len(diags))
 	seen := map[string]int{}
@@ -195,13 +262,14 @@ func codeQuality(diags schema.Diagnostics) []codeQualityIssue {
 		if d.Severity == schema.SeverityWarning {
 			sev = "minor"
 		}
-		// The fingerprint leaves out the line, so an issue keeps its identity
-		// when lines above it move; equal issues in one file are numbered.
-		sum := sha256.Sum256([]byte(d.Path + "\x00" + d.Check + "\x00" + desc))
+		// The fingerprint leaves out every line number, the issue's own and
+		// those its message quotes, so an issue keeps its identity when
+		// unrelated lines move; equal issues in one file are numbered.
+		sum := sha256.Sum256([]byte(d.Path + "\x00" + d.Check + "\x00" + lineRefs.ReplaceAllString(desc, "")))
 		fp := hex.EncodeToString(sum[:16])
 		seen[fp]++
 		if n := seen[fp]; n > 1 {
-			sum = sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d", fp, n)))
+			sum = sha256.Sum256(fmt.Appendf(nil, "%s\x00%d", fp, n))
 			fp = hex.EncodeToString(sum[:16])
 		}
 		out = append(out, codeQualityIssue{
