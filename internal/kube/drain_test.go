@@ -111,4 +111,3 @@ func TestDrainBlockedByPDB(t *testing.T) {
 		t.Error("the protected pod is being deleted: the drain forced it")
 	}
 }
-

@@ -59,7 +59,9 @@ func needRancher(t *testing.T) *rancherstandin.Rancher {
 	return standin
 }
 
-func conn(rs *rancherstandin.Rancher) *rancher.Conn { return rancher.NewConn(rs.URL, rs.Token, rs.CAPEM) }
+func conn(rs *rancherstandin.Rancher) *rancher.Conn {
+	return rancher.NewConn(rs.URL, rs.Token, rs.CAPEM)
+}
 
 func adminClient(t *testing.T) kubernetes.Interface {
 	t.Helper()

@@ -347,7 +347,7 @@ func TestBindings(t *testing.T) {
 	// A binding someone made in Rancher's UI: same group and role as one of fleetd's.
 	foreign := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "management.cattle.io/v3", "kind": "ClusterRoleTemplateBinding",
-		"metadata": map[string]any{"generateName": "crtb-", "namespace": c.ID},
+		"metadata":    map[string]any{"generateName": "crtb-", "namespace": c.ID},
 		"clusterName": c.ID, "roleTemplateName": "cluster-owner", "groupPrincipalName": ops.PrincipalID,
 	}}
 	fu, err := ri.Create(ctx, foreign, metav1.CreateOptions{})
