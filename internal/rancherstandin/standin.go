@@ -549,6 +549,14 @@ func (r *Rancher) checkQuorum(ctx context.Context) error {
 	return nil
 }
 
+// ResetQuorumWatch starts counting the fewest ready members of a cluster
+// afresh (after its first members have joined).
+func (r *Rancher) ResetQuorumWatch(id string) {
+	r.mu.Lock()
+	delete(r.worst, id)
+	r.mu.Unlock()
+}
+
 // FewestReadyMembers returns the fewest ready etcd members seen in a
 // cluster since its first member joined.
 func (r *Rancher) FewestReadyMembers(id string) int {
