@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/property"
+	"github.com/vmware/govmomi/view"
 
-	"github.com/fleetd/fleetd/internal/rancherstandin"
 	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/reconcile/reconciletest"
 )
@@ -264,24 +264,16 @@ func TestEndToEndCrashDuringRemoval(t *testing.T) {
 func destroyVM(t *testing.T, e *e2e, name string) {
 	t.Helper()
 	ctx := context.Background()
-	fi := find.NewFinder(e.vim, true)
-	dc, err := fi.DefaultDatacenter(ctx)
+	v, err := view.NewManager(e.vim).CreateContainerView(ctx, e.vim.ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fi.SetDatacenter(dc)
-	vm, err := fi.VirtualMachine(ctx, "*/"+name)
-	if err != nil {
-		vms, _ := fi.VirtualMachineList(ctx, "...")
-		for _, v := range vms {
-			if v.Name() == name {
-				vm = v
-			}
-		}
-		if vm == nil {
-			t.Fatalf("find %s: %v", name, err)
-		}
+	defer func() { _ = v.Destroy(ctx) }()
+	refs, err := v.Find(ctx, []string{"VirtualMachine"}, property.Match{"name": name})
+	if err != nil || len(refs) != 1 {
+		t.Fatalf("find VM %s: %v (%d found)", name, err, len(refs))
 	}
+	vm := object.NewVirtualMachine(e.vim, refs[0])
 	if task, err := vm.PowerOff(ctx); err == nil {
 		_ = task.Wait(ctx)
 	}
@@ -292,6 +284,4 @@ func destroyVM(t *testing.T, e *e2e, name string) {
 	if err := task.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	_ = object.VirtualMachine{}
-	_ = rancherstandin.VM{}
 }

@@ -120,10 +120,13 @@ func (r *Rancher) Register(ctx context.Context, userData []byte) (machine string
 	for _, role := range reg.Roles {
 		labels[map[string]string{"etcd": "rke.cattle.io/etcd-role", "controlplane": "rke.cattle.io/control-plane-role", "worker": "rke.cattle.io/worker-role"}[role]] = "true"
 	}
-	meta := map[string]any{"name": name, "namespace": r.opts.Namespace, "labels": labels}
+	// Cluster API holds every Machine with its finalizer until the node is
+	// gone; an etcd machine also waits for its member's removal.
+	finalizers := []any{MachineFinalizer}
 	if slices.Contains(reg.Roles, "etcd") {
-		meta["finalizers"] = []any{MemberFinalizer}
+		finalizers = append(finalizers, MemberFinalizer)
 	}
+	meta := map[string]any{"name": name, "namespace": r.opts.Namespace, "labels": labels, "finalizers": finalizers}
 	m := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Machine",
 		"metadata": meta,

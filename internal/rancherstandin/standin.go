@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/fleetd/fleetd/internal/kubetest"
 )
@@ -37,6 +38,8 @@ const (
 // Finalizers the stand-in holds, as Rancher's controllers hold theirs.
 const (
 	ClusterFinalizer = "standin.fleetd.io/rancher"
+	// MachineFinalizer is Cluster API's finalizer on every Machine.
+	MachineFinalizer = "machine.cluster.x-k8s.io"
 	// MemberFinalizer holds an etcd Machine until its etcd member is removed
 	// (Rancher's pre-terminate hook).
 	MemberFinalizer = "standin.fleetd.io/etcd-member"
@@ -80,6 +83,7 @@ type Rancher struct {
 	tokens  map[string]string          // management ID → registration token
 	members map[string]map[string]bool // management ID → etcd member node names
 	lost    map[string]bool            // node names whose machine is gone
+	retired map[string]bool            // node names whose Machine was deleted
 	nodes   map[string]string          // node name → machine, of agents that registered
 	events  []Event
 	worst   map[string]int // management ID → fewest ready members seen, once it had any
@@ -109,16 +113,20 @@ func Start(ctx context.Context, env *kubetest.Env, opts Options) (*Rancher, erro
 	if opts.Token == "" {
 		opts.Token = "token-" + randomString(8) + ":" + randomString(54)
 	}
-	dyn, err := dynamic.NewForConfig(env.Config)
+	// Rancher's controllers do not print the apiserver's warnings (such as
+	// the one about Cluster API's finalizer name); neither does the stand-in.
+	cfg := rest.CopyConfig(env.Config)
+	cfg.WarningHandler = rest.NoWarnings{}
+	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	core, err := kubernetes.NewForConfig(env.Config)
+	core, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
 	r := &Rancher{Token: opts.Token, CAPEM: env.CA.PEM, opts: opts, dyn: dyn, core: core,
-		tokens: map[string]string{}, members: map[string]map[string]bool{}, lost: map[string]bool{}, nodes: map[string]string{}, worst: map[string]int{}}
+		tokens: map[string]string{}, members: map[string]map[string]bool{}, lost: map[string]bool{}, nodes: map[string]string{}, retired: map[string]bool{}, worst: map[string]int{}}
 	if err := r.ensureNamespace(ctx, opts.Namespace); err != nil {
 		return nil, err
 	}
@@ -434,6 +442,11 @@ func (r *Rancher) machines(ctx context.Context) error {
 				errs = append(errs, err)
 				continue
 			}
+		}
+		if node != "" {
+			r.mu.Lock()
+			r.retired[node] = true
+			r.mu.Unlock()
 		}
 		r.record("machine-deleted", id, m.GetName())
 	}

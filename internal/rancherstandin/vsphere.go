@@ -107,7 +107,15 @@ func (r *Rancher) SyncAgents(ctx context.Context, vms []VM) ([]string, error) {
 	r.mu.Lock()
 	var lost []string
 	for node := range r.nodes {
-		if !running[node] && !r.lost[node] {
+		switch {
+		case running[node]:
+		case r.retired[node]:
+			// Its Machine was deleted and its VM is gone: a new VM of the
+			// same name is a new machine whose agent registers afresh.
+			delete(r.nodes, node)
+			delete(r.retired, node)
+			delete(r.lost, node)
+		case !r.lost[node]:
 			lost = append(lost, node)
 		}
 	}
