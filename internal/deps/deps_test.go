@@ -48,7 +48,7 @@ var testOnly = map[string][]string{
 	"reconcile":             {"reconcile/reconciletest"},
 	"internal/git":          {"golang.org/x/crypto"},
 	"internal/rancher":      {"internal/kubetest", "internal/rancherstandin"},
-	"internal/kube":         {"internal/kubetest", "internal/rancherstandin", "internal/vcsimserver", "providers/vsphere", "github.com/vmware/govmomi"},
+	"internal/kube":         {"internal/kubetest", "internal/rancherstandin", "internal/vcsimserver", "providers/vsphere", "reconcile/reconciletest", "github.com/vmware/govmomi"},
 }
 
 func ruleFor(pkg string) (fleetd, external []string, ok bool) {
