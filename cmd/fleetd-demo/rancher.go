@@ -117,7 +117,6 @@ func repoRoot() (string, error) {
 	}
 }
 
-
 // scaleDown shows a removal against the real apiserver: payments-prod goes
 // back to 6 workers, each removed machine drained, its Rancher Machine
 // deleted (the stand-in removes its node) and only then its VM deleted.
