@@ -243,6 +243,8 @@ type e2e struct {
 	// status is the last status rendered; steps the plans' actions per sync.
 	status map[string][]byte
 	plans  []string
+	// steps are the removal steps status showed for each machine, in order.
+	steps map[string][]string
 }
 
 func newE2E(t *testing.T, fleetName string) *e2e {
@@ -353,6 +355,18 @@ func (e *e2e) sync() reconcile.SyncResult {
 		e.t.Fatalf("status does not read back: %v", err)
 	}
 	e.prev = set
+	if e.steps == nil {
+		e.steps = map[string][]string{}
+	}
+	for _, c := range set.Clusters {
+		for _, p := range c.Pools {
+			for _, m := range p.Machines {
+				if seen := e.steps[m.Name]; m.Step != "" && (len(seen) == 0 || seen[len(seen)-1] != m.Step) {
+					e.steps[m.Name] = append(seen, m.Step)
+				}
+			}
+		}
+	}
 	var b strings.Builder
 	_ = res.Plan.WriteText(&b)
 	e.plans = append(e.plans, b.String())

@@ -41,6 +41,28 @@ func checkRemovalOrder(t *testing.T, calls []string, removed []string, drained b
 	}
 }
 
+// checkSteps asserts status showed each removed machine going through the
+// removal steps in order (a sync may finish more than one step), ending with
+// Deleting.
+func checkSteps(t *testing.T, e *e2e, removed []string) {
+	t.Helper()
+	order := []string{reconcile.StepDraining, reconcile.StepRemoving, reconcile.StepDeleting}
+	for _, m := range removed {
+		steps := e.steps[m]
+		last := -1
+		for _, s := range steps {
+			i := slices.Index(order, s)
+			if i <= last {
+				t.Errorf("%s: status showed steps %v, out of order", m, steps)
+			}
+			last = i
+		}
+		if len(steps) < 2 || steps[len(steps)-1] != reconcile.StepDeleting {
+			t.Errorf("%s: status showed steps %v, want them ending Removing, Deleting", m, steps)
+		}
+	}
+}
+
 func gone(before, after []string) []string {
 	var out []string
 	for _, b := range before {
@@ -75,6 +97,7 @@ func TestEndToEndRegisterScaleDecommission(t *testing.T) {
 		t.Fatalf("removed %v, want 2 workers", removed)
 	}
 	checkRemovalOrder(t, e.rec.calls, removed, true)
+	checkSteps(t, e, removed)
 	e.checkSettled("e2e-a", 1, 2)
 	// The plans show the steps in order: drain, delete Rancher machine, delete VM.
 	steps := strings.Join(e.plans, "\n")
@@ -140,6 +163,7 @@ func TestEndToEndReplaceEtcd(t *testing.T) {
 		t.Errorf("removed %v, want all 4 machines replaced", removed)
 	}
 	checkRemovalOrder(t, e.rec.calls, removed, true)
+	checkSteps(t, e, removed)
 	e.checkSettled("e2e-etcd", 3, 4)
 	if w := e.rs.FewestReadyMembers(id); w < 2 {
 		t.Errorf("at one point only %d etcd members were ready, fewer than a quorum of 3", w)
@@ -174,6 +198,15 @@ func TestEndToEndPDBBlocks(t *testing.T) {
 	st := string(e.status["status/payments/e2e-pdb.yaml"])
 	if !strings.Contains(st, "PodDisruptionBudget e2e-pdb-apps/db-quorum") {
 		t.Errorf("status does not name the blocking budget:\n%s\nerr: %v", st, last.Err())
+	}
+	draining := 0
+	for _, w := range workers {
+		if steps := e.steps[w]; len(steps) > 0 && steps[len(steps)-1] == reconcile.StepDraining {
+			draining++
+		}
+	}
+	if draining != 1 {
+		t.Errorf("status shows %d machines Draining, want the one being removed: %v", draining, e.steps)
 	}
 	if callIndex(e.rec.calls, "delete-rancher-machine", "") >= 0 || callIndex(e.rec.calls, "delete-vm", "") >= 0 {
 		t.Errorf("something was deleted while the drain was blocked: %v", e.rec.calls)
