@@ -4,10 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 
+	"github.com/fleetd/fleetd/internal/kube"
+	"github.com/fleetd/fleetd/internal/rancher"
 	"github.com/fleetd/fleetd/providers/aws"
 	"github.com/fleetd/fleetd/providers/vsphere"
 	"github.com/fleetd/fleetd/reconcile"
@@ -19,14 +20,23 @@ import (
 type WorldFunc func(ctx context.Context, fleet *schema.Fleet, log *slog.Logger) (reconcile.World, func(context.Context), error)
 
 // LiveWorld builds the real providers (AWS through aws-sdk-go-v2, vSphere
-// through govmomi) with credentials from where fleet.yaml says. A fleet that
-// names Rancher is refused until this build talks to Rancher: machines would
-// otherwise be made that never register.
+// through govmomi) with credentials from where fleet.yaml says, and, for a
+// fleet with a rancher block, the Rancher registry and the downstream
+// clusters' nodes through client-go. Building makes no request: an
+// unreachable Rancher shows in the first observation.
 func LiveWorld(ctx context.Context, fleet *schema.Fleet, log *slog.Logger) (reconcile.World, func(context.Context), error) {
-	if fleet.Spec.Rancher != nil {
-		return reconcile.World{}, nil, reconcile.Stalled(errors.New("fleet.yaml names a rancher server, and this build of fleetd does not talk to Rancher yet: remove the rancher block to manage machines only, or plan with --observed=status"))
-	}
 	w := reconcile.World{Providers: map[string]reconcile.Provider{}}
+	if r := fleet.Spec.Rancher; r != nil {
+		reg, err := rancher.New(ctx, rancher.Config{Fleet: fleet.Spec.Name, Spec: *r, Logger: log})
+		if err != nil {
+			return reconcile.World{}, nil, reconcile.Stalled(err)
+		}
+		nodes, err := kube.New(ctx, kube.Config{Spec: *r, Logger: log})
+		if err != nil {
+			return reconcile.World{}, nil, reconcile.Stalled(err)
+		}
+		w.Registry, w.Nodes = reg, nodes
+	}
 	closeAll := func(ctx context.Context) { closeProviders(ctx, w.Providers, log) }
 	for _, p := range fleet.Spec.Providers {
 		var (
