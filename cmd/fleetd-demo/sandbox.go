@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +20,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/fleetd/fleetd/internal/kubetest"
+	"github.com/fleetd/fleetd/internal/rancherstandin"
 	"github.com/fleetd/fleetd/internal/vcsimserver"
 	"github.com/fleetd/fleetd/providers/aws/ec2test"
 	"github.com/fleetd/fleetd/schema"
@@ -48,6 +52,11 @@ type Sandbox struct {
 	// Notes say what the sandbox left out, such as the rancher block.
 	Notes []string
 
+	// RancherURL is the Rancher stand-in's URL; "" without Rancher.
+	RancherURL string
+
+	kube      *kubetest.Env
+	rancher   *rancherstandin.Rancher
 	removeDir bool
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -62,8 +71,28 @@ type SandboxOptions struct {
 	Dir string
 	// Boot is how long an EC2 instance takes to run (default 2s).
 	Boot time.Duration
-	Log  *slog.Logger
+	// Rancher says whether to play Rancher for a fleet with a rancher
+	// block: RancherAuto when the test kube-apiserver is built already,
+	// RancherBuild building it first (minutes, once), RancherOff never.
+	Rancher RancherMode
+	// Progress receives the apiserver build's progress.
+	Progress io.Writer
+	Log      *slog.Logger
 }
+
+// RancherMode says when the sandbox plays Rancher.
+type RancherMode int
+
+// Rancher modes.
+const (
+	RancherAuto RancherMode = iota
+	RancherBuild
+	RancherOff
+)
+
+// sandboxRancherTokenEnv holds the stand-in's API token in the sandbox's
+// environment; the seeded fleet.yaml names it.
+const sandboxRancherTokenEnv = "FLEETD_SANDBOX_RANCHER_TOKEN"
 
 // StartSandbox starts the simulators and seeds the repository.
 func StartSandbox(ctx context.Context, o SandboxOptions) (_ *Sandbox, err error) {
@@ -123,11 +152,21 @@ func StartSandbox(ctx context.Context, o SandboxOptions) (_ *Sandbox, err error)
 			}
 		}
 	}
-	seeded, notes, err := sandboxFleetYAML(src, sb.VC, caFile)
+	var rancherBlock map[string]string
+	if fleet.Spec.Rancher != nil {
+		rb, note, err := sb.startRancher(ctx, o, fleet)
+		if err != nil {
+			return nil, err
+		}
+		rancherBlock = rb
+		if note != "" {
+			sb.Notes = append(sb.Notes, note)
+		}
+	}
+	seeded, err := sandboxFleetYAML(src, sb.VC, caFile, rancherBlock)
 	if err != nil {
 		return nil, err
 	}
-	sb.Notes = notes
 
 	sb.Work = filepath.Join(sb.Dir, "fleet-repo")
 	if err := os.CopyFS(sb.Work, os.DirFS(o.FleetDir)); err != nil {
@@ -185,7 +224,114 @@ func StartSandbox(ctx context.Context, o SandboxOptions) (_ *Sandbox, err error)
 	bctx, cancel := context.WithCancel(context.Background())
 	sb.cancel = cancel
 	sb.wg.Go(func() { sb.lifecycle(bctx, boot) })
+	if sb.rancher != nil {
+		sb.wg.Go(func() { sb.agents(bctx, boot, o.Log) })
+	}
 	return sb, nil
+}
+
+// startRancher starts the test kube-apiserver and the Rancher stand-in when
+// the mode allows, and returns the rancher block for fleet.yaml; without
+// them it returns a note saying the block is left out.
+func (sb *Sandbox) startRancher(ctx context.Context, o SandboxOptions, fleet *schema.Fleet) (map[string]string, string, error) {
+	if o.Rancher == RancherOff {
+		return nil, "the fleet's rancher block is left out (--rancher=off)", nil
+	}
+	var assets string
+	switch {
+	case os.Getenv(kubetest.AssetsEnv) != "":
+		a, err := kubetest.FindAssets()
+		if err != nil {
+			return nil, "", err
+		}
+		assets = a
+	case o.Rancher == RancherBuild:
+		root, err := repoRoot()
+		if err != nil {
+			return nil, "", err
+		}
+		if assets, err = kubetest.EnsureAssets(ctx, root, cmp.Or[io.Writer](o.Progress, io.Discard)); err != nil {
+			return nil, "", err
+		}
+	default:
+		assets = cachedKubeAssets()
+		if assets == "" {
+			return nil, "the fleet's rancher block is left out: the test kube-apiserver is not built yet (make kube-tools, or up --rancher builds it)", nil
+		}
+	}
+	env, err := kubetest.Start(ctx, kubetest.Options{AssetsDir: assets})
+	if err != nil {
+		return nil, "", fmt.Errorf("test kube-apiserver: %w", err)
+	}
+	sb.kube = env
+	rs, err := rancherstandin.Start(ctx, env, rancherstandin.Options{Namespace: cmp.Or(fleet.Spec.Rancher.Namespace, schema.DefaultRancherNamespace)})
+	if err != nil {
+		return nil, "", fmt.Errorf("Rancher stand-in: %w", err)
+	}
+	sb.rancher = rs
+	ca := filepath.Join(sb.Dir, "rancher-ca.pem")
+	if err := os.WriteFile(ca, rs.CAPEM, 0o600); err != nil {
+		return nil, "", err
+	}
+	sb.Env[sandboxRancherTokenEnv] = rs.Token
+	sb.Env["KUBECONFIG"] = env.KubeconfigPath
+	sb.RancherURL = rs.URL
+	return map[string]string{"url": rs.URL, "token": "env:" + sandboxRancherTokenEnv, "caFile": ca}, "", nil
+}
+
+// agents plays the machines' Rancher agents: every running VM and instance
+// runs its cloud-init node command and registers.
+func (sb *Sandbox) agents(ctx context.Context, every time.Duration, log *slog.Logger) {
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		vim, err := sb.VC.Client(ctx)
+		if err != nil {
+			continue
+		}
+		vms, err := rancherstandin.VSphereVMs(ctx, vim)
+		if err != nil {
+			log.Warn("Cannot list VMs", "error", err)
+			continue
+		}
+		for _, in := range sb.EC2.Instances() {
+			ud, err := base64.StdEncoding.DecodeString(in.UserData)
+			if err != nil {
+				continue
+			}
+			vms = append(vms, rancherstandin.VM{Name: in.ID, On: in.State == ec2test.StateRunning, UserData: ud})
+		}
+		if _, err := sb.rancher.SyncAgents(ctx, vms); err != nil && ctx.Err() == nil {
+			log.Warn("An agent could not register", "error", err)
+		}
+	}
+}
+
+// cachedKubeAssets returns a built kube-apiserver and etcd in the user
+// cache that hack/kube-tools/build.sh fills, or "".
+func cachedKubeAssets() string {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	dirs, _ := filepath.Glob(filepath.Join(cache, "fleetd", "kube-tools", "kube-apiserver-*"))
+	slices.Sort(dirs)
+	for i := len(dirs) - 1; i >= 0; i-- {
+		_, e1 := os.Stat(filepath.Join(dirs[i], "kube-apiserver"))
+		_, e2 := os.Stat(filepath.Join(dirs[i], "etcd"))
+		if e1 == nil && e2 == nil {
+			return dirs[i]
+		}
+	}
+	return ""
 }
 
 // lifecycle moves EC2 instances through their states: pending ones run and
@@ -221,6 +367,12 @@ func (sb *Sandbox) Close() {
 	}
 	if sb.VC != nil {
 		sb.VC.Close()
+	}
+	if sb.rancher != nil {
+		sb.rancher.Stop()
+	}
+	if sb.kube != nil {
+		sb.kube.Stop()
 	}
 	if sb.removeDir {
 		_ = os.RemoveAll(sb.Dir)
@@ -258,24 +410,28 @@ func (sb *Sandbox) Environ() []string {
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // sandboxFleetYAML points the vsphere blocks of fleet.yaml at the simulator
-// and drops the rancher block (the sandbox has no Rancher), keeping the rest
-// of the file, comments included.
-func sandboxFleetYAML(src []byte, vc *vcsimserver.Server, caFile string) ([]byte, []string, error) {
+// and the rancher block at the stand-in (rancher nil drops it), keeping the
+// rest of the file, comments included.
+func sandboxFleetYAML(src []byte, vc *vcsimserver.Server, caFile string, rancher map[string]string) ([]byte, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return nil, nil, errors.New("fleet.yaml is not a mapping")
+		return nil, errors.New("fleet.yaml is not a mapping")
 	}
 	root := doc.Content[0]
-	var notes []string
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		switch root.Content[i].Value {
 		case "rancher":
-			root.Content = slices.Delete(root.Content, i, i+2)
-			i -= 2
-			notes = append(notes, "the fleet's rancher block is left out: this sandbox has no Rancher")
+			if rancher == nil {
+				root.Content = slices.Delete(root.Content, i, i+2)
+				i -= 2
+				continue
+			}
+			for k, v := range rancher {
+				setKey(root.Content[i+1], k, v)
+			}
 		case "providers":
 			for _, p := range root.Content[i+1].Content {
 				vs := mapValue(p, "vsphere")
@@ -299,9 +455,9 @@ func sandboxFleetYAML(src []byte, vc *vcsimserver.Server, caFile string) ([]byte
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
 	if err := enc.Encode(&doc); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return buf.Bytes(), notes, enc.Close()
+	return buf.Bytes(), enc.Close()
 }
 
 func mapValue(m *yaml.Node, key string) *yaml.Node {
@@ -361,6 +517,7 @@ func sandboxGit(ctx context.Context, args ...string) error {
 func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fl := newFlagSet("fleetd-demo up", stderr)
 	envFile := fl.String("env-file", "fleetd-sandbox.env", "write the shell assignments that point fleetd at the sandbox here")
+	withRancher := fl.String("rancher", "auto", "play Rancher with the test kube-apiserver: auto (when built), build (build it first: minutes, once) or off")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -369,7 +526,15 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		src = fl.Arg(0)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sb, err := StartSandbox(ctx, SandboxOptions{FleetDir: src, Log: log})
+	mode := map[string]RancherMode{"auto": RancherAuto, "build": RancherBuild, "off": RancherOff}
+	rm, ok := mode[*withRancher]
+	if !ok {
+		return fmt.Errorf("--rancher %q: want auto, build or off", *withRancher)
+	}
+	if rm == RancherBuild {
+		fmt.Fprintln(stdout, "Building the test kube-apiserver and etcd if they are not cached (about 9 minutes the first time)")
+	}
+	sb, err := StartSandbox(ctx, SandboxOptions{FleetDir: src, Log: log, Rancher: rm, Progress: stderr})
 	if err != nil {
 		return err
 	}
@@ -381,6 +546,9 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "fleetd sandbox is up, on 127.0.0.1:\n")
 	fmt.Fprintf(stdout, "  vCenter simulator  %s\n  EC2 endpoint       %s\n  fleet repository   %s (seeded from %s)\n  a clone to push to %s\n",
 		sb.VC.URL, sb.EC2.URL, sb.Remote, src, sb.Work)
+	if sb.RancherURL != "" {
+		fmt.Fprintf(stdout, "  Rancher (stand-in) %s, on a real kube-apiserver (KUBECONFIG in the environment file)\n", sb.RancherURL)
+	}
 	for _, n := range sb.Notes {
 		fmt.Fprintf(stdout, "  note: %s\n", n)
 	}

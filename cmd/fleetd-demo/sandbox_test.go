@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fleetd/fleetd/internal/kubetest"
 )
 
 // TestUpServesTheSandboxAndLeavesNothing runs `fleetd-demo up`, checks the
@@ -23,8 +25,15 @@ func TestUpServesTheSandboxAndLeavesNothing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb bytes.Buffer
 	done := make(chan error, 1)
+	// With the test kube-apiserver built (make test), the sandbox plays
+	// Rancher too; without it, the rancher block is left out.
+	withRancher := os.Getenv(kubetest.AssetsEnv) != ""
+	mode := "off"
+	if withRancher {
+		mode = "auto"
+	}
 	go func() {
-		done <- Run(ctx, []string{"up", "--env-file", envFile, "../../examples/fleet-repo"}, &out, &errb)
+		done <- Run(ctx, []string{"up", "--env-file", envFile, "--rancher", mode, "../../examples/fleet-repo"}, &out, &errb)
 	}()
 	var env []byte
 	for i := 0; ; i++ {
@@ -53,8 +62,11 @@ func TestUpServesTheSandboxAndLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(fleet), "server: https://127.0.0.1:") || strings.Contains(string(fleet), "\nrancher:") {
+	if !strings.Contains(string(fleet), "server: https://127.0.0.1:") {
 		t.Errorf("seeded fleet.yaml does not point at the simulator:\n%s", fleet)
+	}
+	if withRancher != strings.Contains(string(fleet), "url: https://127.0.0.1:") || withRancher != strings.Contains(string(env), "KUBECONFIG=") {
+		t.Errorf("Rancher %v: seeded fleet.yaml and environment:\n%s\n%s", withRancher, fleet, env)
 	}
 	cancel()
 	if err := <-done; err != nil {
