@@ -370,3 +370,21 @@ func (d *dirFile) ReadDir(n int) ([]fs.DirEntry, error) {
 	d.off += n
 	return rest[:n], nil
 }
+
+// ContentID names the content of the regular file name without reading it:
+// its blob hash. Two files with the same ID have the same bytes, so a loader
+// can reuse what it made of them (schema.WithParseCache).
+func (f *treeFS) ContentID(name string) (string, error) {
+	if err := f.lock(); err != nil {
+		return "", &fs.PathError{Op: "contentid", Path: name, Err: err}
+	}
+	defer f.unlock()
+	n, err := f.resolve("contentid", name)
+	if err != nil {
+		return "", err
+	}
+	if n.mode != filemode.Regular && n.mode != filemode.Executable {
+		return "", &fs.PathError{Op: "contentid", Path: name, Err: errors.New("not a regular file")}
+	}
+	return n.hash.String(), nil
+}
