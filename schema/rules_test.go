@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -217,4 +218,21 @@ func fmtInt(i int) string {
 		b = append([]byte{byte('0' + i%10)}, b...)
 	}
 	return string(b)
+}
+
+func TestNumberProblem(t *testing.T) {
+	tests := []struct {
+		v, max float64
+		want   string
+	}{
+		{0.214, MaxHourlyPrice, ""}, {0, MaxHourlyPrice, ""}, {MaxHourlyPrice, MaxHourlyPrice, ""},
+		{1.7e308, MaxHourlyPrice, "1.7e+308 is too large: the maximum is 1000000"},
+		{math.Inf(1), MaxHourlyPrice, "is not a finite number"}, {math.NaN(), MaxBudgetMonthly, "is not a finite number"},
+		{-1, MaxBudgetMonthly, "is negative"}, {2e12, MaxBudgetMonthly, "2e+12 is too large: the maximum is 1000000000000"},
+	}
+	for _, tt := range tests {
+		if got := numberProblem(tt.v, tt.max); got != tt.want {
+			t.Errorf("numberProblem(%v, %v) = %q, want %q", tt.v, tt.max, got, tt.want)
+		}
+	}
 }
