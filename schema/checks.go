@@ -288,7 +288,8 @@ func (c *fleetChecker) checkLenient(f *file) {
 	c.checkCluster(f)
 	kept := f.diags[:before]
 	for _, d := range f.diags[before:] {
-		if d.Check == "roles" || d.Check == "name" || overlaps(d, schemaErrs) {
+		// A role is checked whatever else is wrong with its entry.
+		if d.Check == "roles" || d.Check == "name" || (d.Check != "role" && overlaps(d, schemaErrs)) {
 			continue
 		}
 		kept = append(kept, d)
@@ -511,11 +512,6 @@ func (c *fleetChecker) checkAccess(f *file) {
 	entries := map[[3]string]int{}
 	for i, a := range s.Access {
 		idx := strconv.Itoa(i)
-		if (a.Group == "") == (a.Team == "") {
-			pos, field := f.at("access", idx)
-			f.errorf(pos, field, "access", "an access entry names exactly one of group (an LDAP DN) and team")
-			continue
-		}
 		if a.Role != "" && !c.roles[a.Role] {
 			pos, field := f.at("access", idx, "role")
 			names := slices.Sorted(maps.Keys(c.roles))
@@ -525,6 +521,11 @@ func (c *fleetChecker) checkAccess(f *file) {
 			}
 			f.errorf(pos, field, "role", "unknown cluster role %q%s: use a Rancher built-in role (%s) or declare a custom one in fleet.yaml's clusterRoles",
 				a.Role, hint, strings.Join(BuiltinClusterRoles, ", "))
+		}
+		if (a.Group == "") == (a.Team == "") {
+			pos, field := f.at("access", idx)
+			f.errorf(pos, field, "access", "an access entry names exactly one of group (an LDAP DN) and team")
+			continue
 		}
 		if a.Team != "" {
 			ti, ok := c.teams[a.Team]

@@ -48,6 +48,8 @@ func TestLoadRules(t *testing.T) {
 			[]string{cf + `:9:11: access[0].role: unknown cluster role "cluster-ownr" (did you mean "cluster-owner"?)`}},
 		{"role owner is not a Rancher role", cluster("access:\n  - team: payments\n    role: owner\n"),
 			[]string{cf + `:9:11: access[0].role: unknown cluster role "owner"`}},
+		{"role checked on an entry that is wrong otherwise too", cluster("access:\n  - team: payments\n    group: cn=x,dc=y\n    role: owner\n"),
+			[]string{cf + ":8:5: access[0]: an access entry names exactly one of group (an LDAP DN) and team", cf + `:10:11: access[0].role: unknown cluster role "owner"`}},
 		{"custom role declared in fleet.yaml", map[string]string{
 			"fleet.yaml": baseFleet + "clusterRoles: [ci-deployer]\n",
 			cf:           baseCluster + "access:\n  - team: payments\n    role: ci-deployer\n"}, nil},
