@@ -33,6 +33,7 @@ var rules = []struct {
 	{"internal/vcsimserver", []string{"schema"}, []string{"github.com/vmware/govmomi"}},
 	{"internal/git", nil, []string{"github.com/go-git/go-git/v5", "github.com/go-git/go-billy/v5", "golang.org/x/crypto"}},
 	{"internal/deps", nil, nil},
+	{"internal/benchfleet/...", []string{"internal/benchfleet"}, nil},
 	{"cmd/...", []string{"..."}, []string{"..."}},
 }
 
