@@ -10,7 +10,8 @@ import (
 // yamlWriter emits block-style YAML. Status files are written by hand rather
 // than through a generic encoder: the output is stable by construction and
 // rendering ten thousand of them stays fast. ReadStatus parses them with
-// sigs.k8s.io/yaml, and a round-trip test keeps both sides in step.
+// schema.ParseYAML (YAML 1.2, as fleet files are read), and a round-trip
+// test keeps both sides in step.
 type yamlWriter struct {
 	b []byte
 }

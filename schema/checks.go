@@ -3,6 +3,7 @@ package schema
 import (
 	"fmt"
 	"maps"
+	"math"
 	"path"
 	"slices"
 	"strconv"
@@ -96,6 +97,12 @@ func (c *fleetChecker) check() {
 			continue
 		}
 		c.teams[t.Name], c.teamPos[t.Name] = i, pos
+		if t.BudgetMonthly != nil {
+			if msg := numberProblem(*t.BudgetMonthly, MaxBudgetMonthly); msg != "" {
+				pos, field := f.at("teams", strconv.Itoa(i), "budgetMonthly")
+				f.errorf(pos, field, "budget", "%s", msg)
+			}
+		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(s.Sizes)) {
 		c.sizePos[name] = f.doc.keyPos("sizes", name)
@@ -142,8 +149,39 @@ func (c *fleetChecker) checkClass(name string, cl Class) {
 	}
 }
 
+// numberProblem says what is wrong with a price or budget beyond what the
+// schema bounds, or "": it keeps every accepted number finite through cost
+// arithmetic and JSON, even for a FleetSpec that did not come through the
+// schema.
+func numberProblem(v, maximum float64) string {
+	switch {
+	case math.IsNaN(v) || math.IsInf(v, 0):
+		return "is not a finite number"
+	case v < 0:
+		return "is negative"
+	case v > maximum:
+		return fmt.Sprintf("%s is too large: the maximum is %s", strconv.FormatFloat(v, 'g', -1, 64), strconv.FormatFloat(maximum, 'f', -1, 64))
+	}
+	return ""
+}
+
 func (c *fleetChecker) checkPricing(name string, p Pricing) {
 	f := c.f
+	check := func(v float64, tokens ...string) {
+		if msg := numberProblem(v, MaxHourlyPrice); msg != "" {
+			pos, field := f.at(append([]string{"pricing", name}, tokens...)...)
+			f.errorf(pos, field, "pricing", "%s", msg)
+		}
+	}
+	for _, it := range slices.Sorted(maps.Keys(p.InstanceHourly)) {
+		check(p.InstanceHourly[it], "instanceHourly", it)
+	}
+	if p.CPUHourly != nil {
+		check(*p.CPUHourly, "cpuHourly")
+	}
+	if p.MemoryGiBHourly != nil {
+		check(*p.MemoryGiBHourly, "memoryGiBHourly")
+	}
 	i, ok := c.providers[name]
 	if !ok {
 		pos := f.doc.keyPos("pricing", name)
@@ -250,7 +288,8 @@ func (c *fleetChecker) checkLenient(f *file) {
 	c.checkCluster(f)
 	kept := f.diags[:before]
 	for _, d := range f.diags[before:] {
-		if d.Check == "roles" || d.Check == "name" || overlaps(d, schemaErrs) {
+		// A role is checked whatever else is wrong with its entry.
+		if d.Check == "roles" || d.Check == "name" || (d.Check != "role" && overlaps(d, schemaErrs)) {
 			continue
 		}
 		kept = append(kept, d)
@@ -473,11 +512,6 @@ func (c *fleetChecker) checkAccess(f *file) {
 	entries := map[[3]string]int{}
 	for i, a := range s.Access {
 		idx := strconv.Itoa(i)
-		if (a.Group == "") == (a.Team == "") {
-			pos, field := f.at("access", idx)
-			f.errorf(pos, field, "access", "an access entry names exactly one of group (an LDAP DN) and team")
-			continue
-		}
 		if a.Role != "" && !c.roles[a.Role] {
 			pos, field := f.at("access", idx, "role")
 			names := slices.Sorted(maps.Keys(c.roles))
@@ -487,6 +521,11 @@ func (c *fleetChecker) checkAccess(f *file) {
 			}
 			f.errorf(pos, field, "role", "unknown cluster role %q%s: use a Rancher built-in role (%s) or declare a custom one in fleet.yaml's clusterRoles",
 				a.Role, hint, strings.Join(BuiltinClusterRoles, ", "))
+		}
+		if (a.Group == "") == (a.Team == "") {
+			pos, field := f.at("access", idx)
+			f.errorf(pos, field, "access", "an access entry names exactly one of group (an LDAP DN) and team")
+			continue
 		}
 		if a.Team != "" {
 			ti, ok := c.teams[a.Team]

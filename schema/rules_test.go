@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -47,6 +48,8 @@ func TestLoadRules(t *testing.T) {
 			[]string{cf + `:9:11: access[0].role: unknown cluster role "cluster-ownr" (did you mean "cluster-owner"?)`}},
 		{"role owner is not a Rancher role", cluster("access:\n  - team: payments\n    role: owner\n"),
 			[]string{cf + `:9:11: access[0].role: unknown cluster role "owner"`}},
+		{"role checked on an entry that is wrong otherwise too", cluster("access:\n  - team: payments\n    group: cn=x,dc=y\n    role: owner\n"),
+			[]string{cf + ":8:5: access[0]: an access entry names exactly one of group (an LDAP DN) and team", cf + `:10:11: access[0].role: unknown cluster role "owner"`}},
 		{"custom role declared in fleet.yaml", map[string]string{
 			"fleet.yaml": baseFleet + "clusterRoles: [ci-deployer]\n",
 			cf:           baseCluster + "access:\n  - team: payments\n    role: ci-deployer\n"}, nil},
@@ -217,4 +220,21 @@ func fmtInt(i int) string {
 		b = append([]byte{byte('0' + i%10)}, b...)
 	}
 	return string(b)
+}
+
+func TestNumberProblem(t *testing.T) {
+	tests := []struct {
+		v, max float64
+		want   string
+	}{
+		{0.214, MaxHourlyPrice, ""}, {0, MaxHourlyPrice, ""}, {MaxHourlyPrice, MaxHourlyPrice, ""},
+		{1.7e308, MaxHourlyPrice, "1.7e+308 is too large: the maximum is 1000000"},
+		{math.Inf(1), MaxHourlyPrice, "is not a finite number"}, {math.NaN(), MaxBudgetMonthly, "is not a finite number"},
+		{-1, MaxBudgetMonthly, "is negative"}, {2e12, MaxBudgetMonthly, "2e+12 is too large: the maximum is 1000000000000"},
+	}
+	for _, tt := range tests {
+		if got := numberProblem(tt.v, tt.max); got != tt.want {
+			t.Errorf("numberProblem(%v, %v) = %q, want %q", tt.v, tt.max, got, tt.want)
+		}
+	}
 }

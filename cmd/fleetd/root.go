@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"runtime"
 	"runtime/debug"
@@ -38,6 +39,9 @@ func (e *exitError) Error() string {
 
 func (e *exitError) Unwrap() error { return e.err }
 
+// oneShotGCPercent is the GC target of every command but the daemon.
+const oneShotGCPercent = 400
+
 // usageError marks an error as a usage or I/O problem (exit 2).
 func usageError(err error) error { return &exitError{code: exitUsage, err: err} }
 
@@ -60,6 +64,12 @@ func fleetdVersion() string {
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRootCmd(stdout, stderr)
 	root.SetArgs(args)
+	if cmd, _, err := root.Find(args); err == nil && cmd.Name() != "run" && os.Getenv("GOGC") == "" {
+		// One-shot commands read thousands of small files once and exit:
+		// collecting garbage less often saves a third of their CPU time for
+		// some more memory. The daemon keeps Go's default.
+		defer debug.SetGCPercent(debug.SetGCPercent(oneShotGCPercent))
+	}
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK

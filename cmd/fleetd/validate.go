@@ -12,7 +12,6 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -53,9 +52,6 @@ hold at most 20000 files under clusters/.`,
   docker run --rm -v "$PWD:/fleet" -w /fleet fleetd validate`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			// validate is one pass over many small files: trade some memory
-			// for less garbage collection.
-			defer debug.SetGCPercent(debug.SetGCPercent(400))
 			dir := dirArg(args)
 			fleet, diags, err := loadDir(dir)
 			if err != nil {
