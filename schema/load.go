@@ -71,6 +71,10 @@ func Load(fsys fs.FS, opts ...Option) (*Fleet, Diagnostics) {
 		l.diags.Sort()
 		return nil, l.diags
 	}
+	if l.cache != nil {
+		l.cache.begin()
+		defer l.cache.end()
+	}
 	l.parseAll(files)
 
 	var fleetF *file
@@ -121,6 +125,8 @@ type loader struct {
 	created map[string]time.Time
 	// tooMany is set when clusters/ holds more than MaxClusterFiles files.
 	tooMany bool
+	// cache, when set, holds earlier parses by content.
+	cache *ParseCache
 }
 
 // MaxClusterFiles is the most files Load reads under clusters/. A fleet
@@ -302,7 +308,24 @@ func (l *loader) parseAll(files []*file) {
 }
 
 func (l *loader) parseFile(f *file) {
-	data, err := readBounded(l.fsys, f.path)
+	var (
+		data []byte
+		err  error
+	)
+	if l.cache != nil {
+		var key string
+		key, data, err = l.cacheKey(f.path)
+		if err == nil {
+			if p := l.cache.get(key); p != nil {
+				f.fromCache(p)
+				return
+			}
+			defer func() { l.cache.put(key, f.toCache()) }()
+		}
+	}
+	if data == nil && err == nil {
+		data, err = readBounded(l.fsys, f.path)
+	}
 	if err != nil {
 		f.diags = append(f.diags, Diagnostic{Severity: SeverityError, Path: f.path, Check: "size", Message: err.Error()})
 		return

@@ -38,19 +38,18 @@ type declaration struct {
 // history establishes: creation times, the commits that last changed each
 // file, and the last valid version of each rejected file. Removal facts need
 // the observed world and are added by removals.
-func (l *Loop) desiredFrom(ctx context.Context, snap *Snapshot, fleet *schema.Fleet, diags schema.Diagnostics, now time.Time) (reconcile.Desired, *fgit.History) {
+func (l *Loop) desiredFrom(ctx context.Context, snap *Snapshot, fleet *schema.Fleet, diags schema.Diagnostics, h *fgit.History, herr error, now time.Time) (reconcile.Desired, *fgit.History) {
 	d := reconcile.Desired{Fleet: fleet, Diagnostics: diags, Revision: snap.Revision}
 	if fleet == nil {
 		return d, nil
 	}
-	if snap.History == nil {
+	switch {
+	case snap.History == nil:
 		d.FactsError = snap.HistoryError
 		return d, nil
-	}
-	h, err := snap.History.History(ctx, snap.HistoryCommit, path.Join(snap.Prefix, schema.ClustersDir))
-	if err != nil {
-		d.FactsError = err.Error()
-		l.logger().Warn("Safety facts unavailable: nothing is decommissioned and no TTL expires", "error", err)
+	case herr != nil:
+		d.FactsError = herr.Error()
+		l.logger().Warn("Safety facts unavailable: nothing is decommissioned and no TTL expires", "error", herr)
 		return d, nil
 	}
 	d.CreatedAt = make(map[string]time.Time, len(fleet.Clusters))
@@ -279,4 +278,26 @@ func (l *Loop) declaration(ctx context.Context, hist History, blob string) decla
 		l.facts.mu.Unlock()
 	}
 	return dc
+}
+
+// history walks the snapshot's history of clusters/ (nil without one), and
+// returns the creation time of each cluster file by its path in the fleet
+// repo, for the loader's duplicate-name order.
+func (l *Loop) history(ctx context.Context, snap *Snapshot) (*fgit.History, map[string]time.Time, error) {
+	if snap.History == nil {
+		return nil, nil, nil
+	}
+	h, err := snap.History.History(ctx, snap.HistoryCommit, path.Join(snap.Prefix, schema.ClustersDir))
+	if err != nil {
+		return nil, nil, err
+	}
+	created := make(map[string]time.Time, len(h.Files))
+	for p, f := range h.Files {
+		rel := p
+		if snap.Prefix != "" {
+			rel = strings.TrimPrefix(p, snap.Prefix+"/")
+		}
+		created[rel] = f.Created
+	}
+	return h, created, nil
 }

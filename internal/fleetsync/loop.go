@@ -59,6 +59,7 @@ type Loop struct {
 	stalled  map[string]stall
 	stallRev string
 	loaded   *loaded
+	parse    schema.ParseCache
 	prevSet  *parsedStatus
 	last     *lastSync
 }
@@ -182,15 +183,18 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 		fleet *schema.Fleet
 		diags schema.Diagnostics
 	)
+	hist, created, herr := l.history(ctx, snap)
 	if l.loaded != nil && l.loaded.rev == snap.Head && snap.Head != "" {
 		fleet, diags = l.loaded.fleet, l.loaded.diags
 	} else {
-		fleet, diags = schema.Load(snap.FS)
+		// Files are parsed again only when their content changed; a
+		// duplicate name is reported on the file history added later.
+		fleet, diags = schema.Load(snap.FS, schema.WithParseCache(&l.parse), schema.WithCreationTimes(created))
 		l.loaded = &loaded{rev: snap.Head, fleet: fleet, diags: diags}
 	}
 	res.Fleet, res.Diagnostics = fleet, diags
 	res.Loaded = fleet != nil
-	d, hist := l.desiredFrom(ctx, snap, fleet, diags, now)
+	d, hist := l.desiredFrom(ctx, snap, fleet, diags, hist, herr, now)
 	if l.stallRev != snap.Revision {
 		l.stalled, l.stallRev = nil, snap.Revision
 	}
