@@ -33,6 +33,10 @@ var rules = []struct {
 	{"internal/vcsimserver", []string{"schema"}, []string{"github.com/vmware/govmomi"}},
 	{"internal/git", nil, []string{"github.com/go-git/go-git/v5", "github.com/go-git/go-billy/v5", "golang.org/x/crypto"}},
 	{"internal/deps", nil, nil},
+	{"internal/daemon", []string{"reconcile", "schema"}, nil},
+	{"internal/metrics", []string{"internal/daemon", "reconcile", "schema"}, []string{"github.com/prometheus/client_golang"}},
+	{"internal/server", []string{"internal/daemon", "internal/metrics", "reconcile", "schema"}, []string{"github.com/prometheus/client_golang"}},
+	{"internal/leader", nil, []string{"k8s.io/client-go", "k8s.io/api", "k8s.io/apimachinery", "k8s.io/klog/v2"}},
 	{"cmd/...", []string{"..."}, []string{"..."}},
 }
 
@@ -42,6 +46,7 @@ var testOnly = map[string][]string{
 	"providers/vsphere/...": {"providers/providertest", "internal/vcsimserver", "github.com/vmware/govmomi"},
 	"reconcile":             {"reconcile/reconciletest"},
 	"internal/git":          {"golang.org/x/crypto"},
+	"internal/leader":       {"internal/kubetest"},
 }
 
 func ruleFor(pkg string) (fleetd, external []string, ok bool) {
