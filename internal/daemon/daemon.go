@@ -282,3 +282,10 @@ func (d *Daemon) record(o Outcome, _ time.Duration, next time.Time) {
 		s.LastFetchedAt = o.FetchedAt
 	}
 }
+
+// Stopping reports whether a graceful stop has begun.
+func (d *Daemon) Stopping() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stopping
+}
