@@ -3,12 +3,12 @@ package server
 import (
 	"bytes"
 	"context"
-	"net"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-		"github.com/fleetd/fleetd/internal/daemon"
+	"github.com/fleetd/fleetd/internal/daemon"
 	"github.com/fleetd/fleetd/internal/metrics"
 )
 
@@ -401,4 +401,3 @@ func TestServeShutsDownWithTheContext(t *testing.T) {
 		t.Error("still serving after shutdown")
 	}
 }
-
