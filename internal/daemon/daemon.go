@@ -193,6 +193,17 @@ func (d *Daemon) Run(ctx context.Context, stop <-chan struct{}) error {
 	}
 
 	for {
+		// A stop wins over a due sync: select picks among ready cases at
+		// random, and no sync may start once a stop has been asked for.
+		select {
+		case <-stop:
+			d.setStopping()
+			if running == nil {
+				return nil
+			}
+			return d.drain(running, cancelSync, finish)
+		default:
+		}
 		var (
 			triggers <-chan string
 			tick     <-chan time.Time
