@@ -10,20 +10,30 @@ FUZZ_TARGETS ?= ./schema:FuzzLoad ./reconcile:FuzzObservedFromStatus \
 GOLANGCI_LINT_VERSION ?= v2.15.0
 LDFLAGS   := -X main.version=$(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 
-.PHONY: all build test vet unit fuzz bench lint demo verify clean
+.PHONY: all build test vet unit fuzz bench lint demo verify clean kube-tools
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/fleetd ./cmd/fleetd
 
-test: vet unit fuzz
+test: vet kube-tools unit fuzz
+
+# kube-tools builds the test kube-apiserver and etcd from their Go modules
+# (hack/kube-tools, outside fleetd's go.mod) into a cache keyed by version:
+# about 9 minutes the first time on 2 cores, instant afterwards.
+kube-tools:
+	@hack/kube-tools/build.sh >/dev/null
 
 vet:
 	$(GO) vet $(PKGS)
 
-unit:
-	$(GO) test -race -count=1 $(PKGS)
+# unit runs every test; the Kubernetes and Rancher tests get the apiserver
+# binaries through FLEETD_KUBE_ASSETS and, with FLEETD_KUBE_REQUIRE=1, fail
+# rather than skip when they cannot start them.
+unit: kube-tools
+	FLEETD_KUBE_ASSETS="$$(hack/kube-tools/build.sh 2>/dev/null)" FLEETD_KUBE_REQUIRE=1 \
+		$(GO) test -race -count=1 $(PKGS)
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

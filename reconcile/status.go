@@ -105,6 +105,57 @@ type MachineStatus struct {
 	CreatedAt      time.Time    `json:"createdAt"`
 	RancherMachine string       `json:"rancherMachine,omitempty"`
 	RancherPhase   string       `json:"rancherPhase,omitempty"`
+	// Step is where a machine being removed stands: Draining (its node),
+	// Removing (its Rancher Machine is being deleted) or Deleting (its VM or
+	// instance); empty otherwise.
+	Step string `json:"step,omitempty"`
+}
+
+// Removal steps of a machine, as status shows them.
+const (
+	StepDraining = "Draining"
+	StepRemoving = "Removing"
+	StepDeleting = "Deleting"
+)
+
+// removalStep returns the step of a machine's removal: that of the last of
+// the plan's actions for it that ran (an action that failed or waits holds
+// the machine at its step; later actions did not run), or, when no action
+// concerns it, what was observed. reached is how many runnable actions of
+// the cluster ran, the failing one included (-1: all).
+func removalStep(cp *ClusterPlan, reached int, m Machine, rm *RancherMachine) string {
+	step := ""
+	n := 0
+	for i := range cp.Actions {
+		a := &cp.Actions[i]
+		if !a.Runnable() {
+			continue
+		}
+		n++
+		if reached >= 0 && n > reached {
+			break
+		}
+		if !slices.Contains(a.Machines, m.Name) {
+			continue
+		}
+		switch a.Kind {
+		case ActionDrainMachine:
+			step = StepDraining
+		case ActionDeleteRancherMachine:
+			step = StepRemoving
+		case ActionDeleteMachines:
+			step = StepDeleting
+		}
+	}
+	switch {
+	case step != "":
+		return step
+	case m.State == MachineDeleting:
+		return StepDeleting
+	case rm != nil && rm.Phase == RancherMachineDeleting:
+		return StepRemoving
+	}
+	return ""
 }
 
 // Condition is one aspect of a cluster's state. LastTransitionTime changes
@@ -232,6 +283,12 @@ func (ix *index) clusterStatus(pc *pairedCluster, cp *ClusterPlan, in StatusInpu
 		}
 		templates = append(templates, t)
 	}
+	// How far the apply of this sync got: a failing or waiting action holds
+	// its machine at its step.
+	reached := -1
+	if r := in.Apply.Cluster(pc.name); r != nil && r.Err != nil {
+		reached = r.Done + 1
+	}
 	anyReady, oldTemplate, scaling, notReady := false, false, false, false
 	st.Pools = make([]PoolStatus, 0, len(pc.pools))
 	for _, pp := range pc.pools {
@@ -255,6 +312,7 @@ func (ix *index) clusterStatus(pc *pairedCluster, cp *ClusterPlan, in StatusInpu
 			if v.rm != nil {
 				ms.RancherMachine, ms.RancherPhase = v.rm.Name, v.rm.Phase
 			}
+			ms.Step = removalStep(cp, reached, *m, v.rm)
 			if v.tmpl != nil {
 				addTemplate(v.tmpl)
 			}
@@ -567,6 +625,7 @@ func writeClusterStatus(w *yamlWriter, st *ClusterStatus) {
 					w.time(8, false, "createdAt", m.CreatedAt)
 					w.strOpt(8, "rancherMachine", m.RancherMachine)
 					w.strOpt(8, "rancherPhase", m.RancherPhase)
+					w.strOpt(8, "step", m.Step)
 				}
 			}
 		}

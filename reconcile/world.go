@@ -23,6 +23,9 @@ type RancherCluster struct {
 	// registration, so a cluster whose file is removed stays protected.
 	Protected bool      `json:"protected,omitempty"`
 	Bindings  []Binding `json:"bindings,omitempty"`
+	// ForeignBindings are bindings on the cluster that fleetd did not make:
+	// never changed, reported as drift.
+	ForeignBindings []Binding `json:"foreignBindings,omitempty"`
 	// Machines are the cluster's Rancher (Cluster API) machines.
 	Machines []RancherMachine `json:"machines,omitempty"`
 	// MachinesError says why Machines could not be listed; then nothing in

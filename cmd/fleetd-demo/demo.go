@@ -36,6 +36,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	workDir := fl.String("work-dir", "", "keep the demo's repositories here (default: a temporary directory, removed at the end)")
 	maxSyncs := fl.Int("max-syncs", 30, "give up converging after this many syncs")
 	verbose := fl.Bool("v", false, "log every action")
+	rancherMode := fl.String("rancher", "kube", "who plays Rancher: kube (a real kube-apiserver with the Rancher stand-in; built on first use) or memory (an in-memory simulation)")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -58,7 +59,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *verbose {
 		level = slog.LevelInfo
 	}
+	if *rancherMode != "kube" && *rancherMode != "memory" {
+		return fmt.Errorf("-rancher %q: want kube or memory", *rancherMode)
+	}
 	d := &demo{
+		useKube:  *rancherMode == "kube",
+		progress: stderr,
 		out:      stdout,
 		log:      slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 		dir:      *workDir,
@@ -69,6 +75,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 type demo struct {
+	useKube  bool
+	kube     *kubeRancher
+	progress io.Writer
 	out      io.Writer
 	log      *slog.Logger
 	dir      string
@@ -121,7 +130,15 @@ func (d *demo) run(ctx context.Context, src string) error {
 	}
 	defer d.ec2.Close()
 	defer d.vc.Close()
-	d.say("   providers: vCenter simulator at %s, EC2 endpoint at %s; Rancher simulated in memory", d.vc.URL, d.ec2.URL)
+	if d.useKube && fleet.Spec.Rancher != nil {
+		if err := d.startKubeRancher(ctx, fleet); err != nil {
+			return err
+		}
+		defer d.kube.stop()
+		d.say("   providers: vCenter simulator at %s, EC2 endpoint at %s", d.vc.URL, d.ec2.URL)
+	} else {
+		d.say("   providers: vCenter simulator at %s, EC2 endpoint at %s; Rancher simulated in memory", d.vc.URL, d.ec2.URL)
+	}
 
 	d.say("\n== 1. First syncs: fleetd creates every cluster")
 	if err := d.converge(ctx); err != nil {
@@ -148,6 +165,12 @@ func (d *demo) run(ctx context.Context, src string) error {
 	d.rancher.Advance(49 * time.Hour)
 	if err := d.converge(ctx); err != nil {
 		return err
+	}
+
+	if d.kube != nil {
+		if err := d.scaleDown(ctx); err != nil {
+			return err
+		}
 	}
 
 	files, head, err := d.repo.ReadStatus(ctx)
@@ -296,7 +319,12 @@ func (d *demo) sync(ctx context.Context) (bool, error) {
 	line := fmt.Sprintf("sync %2d  %s  %s", d.syncs, d.now.Format("Jan 02 15:04"), summarize(&res.Plan))
 	if err := res.Err(); err != nil {
 		first, _, _ := strings.Cut(err.Error(), "\n")
-		line += "\n         error: " + first
+		if reconcile.Classify(err) == reconcile.ReactRequeue {
+			// Rancher has not caught up yet (an ID, a token): the next sync goes on.
+			line += "\n         in progress: " + first
+		} else {
+			line += "\n         error: " + first
+		}
 	}
 	changes := statusChanges(prev, res.Status)
 	sr, err := d.repo.WriteStatus(ctx, res.Status, fgit.StatusMessage(changes))
@@ -323,6 +351,10 @@ func (d *demo) tick(ctx context.Context) {
 		case ec2test.StateShuttingDown:
 			_ = d.ec2.SetState(in.ID, ec2test.StateTerminated)
 		}
+	}
+	if d.kube != nil {
+		d.tickKube(ctx)
+		return
 	}
 	d.rancher.Settle()
 	for _, p := range d.world.Providers {

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/fleetd/fleetd/internal/kubetest"
 )
 
 // TestDemoConverges runs the whole demo: the example fleet converges on the
@@ -18,7 +20,7 @@ func TestDemoConverges(t *testing.T) {
 	}
 	dir := t.TempDir()
 	var out, errOut bytes.Buffer
-	if err := Run(context.Background(), []string{"-work-dir", dir, "../../examples/fleet-repo"}, &out, &errOut); err != nil {
+	if err := Run(context.Background(), []string{"-work-dir", dir, "-rancher", "memory", "../../examples/fleet-repo"}, &out, &errOut); err != nil {
 		t.Fatalf("demo failed: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errOut.String())
 	}
 	for _, want := range []string{
@@ -42,5 +44,37 @@ func TestDemoConverges(t *testing.T) {
 	}
 	if bytes.Contains(logOut, []byte("SECRET-TOKEN")) || strings.Contains(out.String()+errOut.String(), "SECRET-TOKEN") {
 		t.Error("a registration token leaked into status commits or output")
+	}
+}
+
+// TestDemoKube runs the demo against a real kube-apiserver with the Rancher
+// stand-in: fleetd's real registry and node access register every cluster,
+// scale payments-prod up and down through drain and Rancher machine deletion,
+// and decommission two clusters.
+func TestDemoKube(t *testing.T) {
+	if _, err := kubetest.FindAssets(); err != nil {
+		if kubetest.Required() {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	var out, errOut bytes.Buffer
+	if err := Run(context.Background(), []string{"-work-dir", dir, "-rancher", "kube", "../../examples/fleet-repo"}, &out, &errOut); err != nil {
+		t.Fatalf("demo failed: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errOut.String())
+	}
+	for _, want := range []string{
+		"Rancher stand-in at https://127.0.0.1:",
+		"Rancher (stand-in): node-deleted payments-prod-workers-",
+		"| payments | payments-prod | Ready | control 3/3, workers 6/6 |",
+		"| qa | qa-pr-77 | **Decommissioned** |",
+		"status: trading/trading-dev Decommissioned",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "error:") {
+		t.Errorf("a sync failed:\n%s", out.String())
 	}
 }

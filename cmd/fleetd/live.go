@@ -2,10 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 
+	"github.com/fleetd/fleetd/internal/kube"
+	"github.com/fleetd/fleetd/internal/rancher"
 	"github.com/fleetd/fleetd/providers/aws"
 	"github.com/fleetd/fleetd/providers/vsphere"
 	"github.com/fleetd/fleetd/reconcile"
@@ -16,10 +17,15 @@ import (
 // access of a fleet. registry and nodes are nil for a fleet without a rancher
 // block. Providers that hold a session implement closer; closeWorld ends them.
 func buildWorld(ctx context.Context, fleet *schema.Fleet, logger *slog.Logger) (providers map[string]reconcile.Provider, registry reconcile.Registry, nodes reconcile.Nodes, err error) {
-	if fleet.Spec.Rancher != nil {
-		// Without a Registry the reconciler would create machines that never
-		// register, so a fleet that names Rancher is refused outright.
-		return nil, nil, nil, errors.New("fleet.yaml names a rancher server, and this build of fleetd does not talk to Rancher yet: remove the rancher block to manage machines only, or plan with --observed=status")
+	if r := fleet.Spec.Rancher; r != nil {
+		// Both resolve the token and CA now and make no request: an
+		// unreachable Rancher shows up in the first observation.
+		if registry, err = rancher.New(ctx, rancher.Config{Fleet: fleet.Spec.Name, Spec: *r, Logger: logger}); err != nil {
+			return nil, nil, nil, err
+		}
+		if nodes, err = kube.New(ctx, kube.Config{Spec: *r, Logger: logger}); err != nil {
+			return nil, nil, nil, err
+		}
 	}
 	providers = map[string]reconcile.Provider{}
 	for _, p := range fleet.Spec.Providers {
@@ -43,7 +49,7 @@ func buildWorld(ctx context.Context, fleet *schema.Fleet, logger *slog.Logger) (
 		}
 		providers[p.Name] = prov
 	}
-	return providers, nil, nil, nil
+	return providers, registry, nodes, nil
 }
 
 // closer is a provider that holds a session to end (vCenter).

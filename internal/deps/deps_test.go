@@ -4,6 +4,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -37,6 +38,10 @@ var rules = []struct {
 	{"internal/metrics", []string{"internal/daemon", "reconcile", "schema"}, []string{"github.com/prometheus/client_golang"}},
 	{"internal/server", []string{"internal/daemon", "internal/metrics", "reconcile", "schema"}, []string{"github.com/prometheus/client_golang"}},
 	{"internal/leader", nil, []string{"k8s.io/client-go", "k8s.io/api", "k8s.io/apimachinery", "k8s.io/klog/v2"}},
+	{"internal/kubetest", nil, []string{"k8s.io/apimachinery", "k8s.io/client-go", "sigs.k8s.io/yaml"}},
+	{"internal/rancher", []string{"schema", "reconcile"}, []string{"k8s.io/api", "k8s.io/apimachinery", "k8s.io/client-go"}},
+	{"internal/kube", []string{"schema", "reconcile", "internal/rancher"}, []string{"k8s.io/api", "k8s.io/apimachinery", "k8s.io/client-go", "k8s.io/kubectl/pkg/drain"}},
+	{"internal/rancherstandin", []string{"internal/kubetest"}, []string{"k8s.io/api", "k8s.io/apimachinery", "k8s.io/client-go", "github.com/vmware/govmomi"}},
 	{"cmd/...", []string{"..."}, []string{"..."}},
 }
 
@@ -47,6 +52,8 @@ var testOnly = map[string][]string{
 	"reconcile":             {"reconcile/reconciletest"},
 	"internal/git":          {"golang.org/x/crypto"},
 	"internal/leader":       {"internal/kubetest"},
+	"internal/rancher":      {"internal/kubetest", "internal/rancherstandin"},
+	"internal/kube":         {"internal/kubetest", "internal/rancherstandin", "internal/vcsimserver", "providers/vsphere", "reconcile/reconciletest", "github.com/vmware/govmomi"},
 }
 
 func ruleFor(pkg string) (fleetd, external []string, ok bool) {
@@ -178,5 +185,44 @@ func TestRuleMatching(t *testing.T) {
 	}
 	if allowed("github.com/aws/aws-sdk-go-v2/service/ec2", nil, []string{"github.com/vmware/govmomi"}) {
 		t.Error("an external import outside the list must be refused")
+	}
+}
+
+// forbiddenInFleetd are packages the fleetd binary must not link, directly or
+// through any dependency: test helpers, simulators and stand-ins.
+var forbiddenInFleetd = []string{
+	"testing",
+	module + "/internal/kubetest",
+	module + "/internal/rancherstandin",
+	module + "/internal/vcsimserver",
+	module + "/providers/aws/ec2test",
+	module + "/reconcile/reconciletest",
+	module + "/providers/providertest",
+	"github.com/vmware/govmomi/simulator",
+	"github.com/sivchari/kumo",
+}
+
+// TestFleetdBinaryDeps lists every package the fleetd binary links (go list
+// -deps) and refuses the forbidden ones (tailscale's tstest/deptest).
+func TestFleetdBinaryDeps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("go list -deps takes a few seconds")
+	}
+	out, err := exec.Command("go", "list", "-deps", module+"/cmd/fleetd").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) < 50 {
+		t.Fatalf("go list -deps listed only %d packages: the check would see nothing", len(deps))
+	}
+	for _, d := range deps {
+		for _, f := range forbiddenInFleetd {
+			// "testing" itself, not testing/fstest and testing/iotest,
+			// which go-git links for their in-memory helpers.
+			if d == f || (f != "testing" && strings.HasPrefix(d, f+"/")) {
+				t.Errorf("the fleetd binary links %s", d)
+			}
+		}
 	}
 }

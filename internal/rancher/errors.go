@@ -1,0 +1,64 @@
+package rancher
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/fleetd/fleetd/reconcile"
+)
+
+// APIError wraps err from a Kubernetes API call through Rancher with the
+// operation and object, and gives it reconcile's kind (STYLE.md 7): a refused
+// token stalls (only a configuration change fixes it), a conflict, throttling,
+// a 5xx or a network failure is transient, anything else is returned as it
+// is. Any secret found in the message is replaced, so the error can be logged
+// and written to status.
+func APIError(op, object string, err error, secrets ...string) error {
+	if err == nil {
+		return nil
+	}
+	wrapped := &redacted{msg: redact(fmt.Sprintf("rancher: %s %s: %v", op, object, err), secrets), err: err}
+	switch {
+	case apierrors.IsUnauthorized(err):
+		return reconcile.Stalled(&redacted{msg: wrapped.msg + " (Rancher refused the API token: check rancher.token in fleet.yaml and that the token is valid and not expired)", err: err})
+	case apierrors.IsForbidden(err):
+		return reconcile.Stalled(&redacted{msg: wrapped.msg + " (the API token lacks permission for this: give its user access to the object)", err: err})
+	case apierrors.IsConflict(err), apierrors.IsTooManyRequests(err), apierrors.IsServerTimeout(err),
+		apierrors.IsTimeout(err), apierrors.IsInternalError(err), apierrors.IsServiceUnavailable(err), apierrors.IsUnexpectedServerError(err):
+		return reconcile.Transient(wrapped)
+	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
+		return reconcile.Stalled(wrapped)
+	}
+	var status apierrors.APIStatus
+	if errors.As(err, &status) && status.Status().Code >= 500 {
+		return reconcile.Transient(wrapped)
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "EOF") {
+		return reconcile.Transient(wrapped)
+	}
+	return wrapped
+}
+
+// redacted is an error whose message had secrets removed; it still unwraps to
+// the API error so callers can test for NotFound and the like.
+type redacted struct {
+	msg string
+	err error
+}
+
+func (e *redacted) Error() string { return e.msg }
+func (e *redacted) Unwrap() error { return e.err }
+
+func redact(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if len(sec) >= 4 {
+			s = strings.ReplaceAll(s, sec, "[REDACTED]")
+		}
+	}
+	return s
+}

@@ -1,0 +1,121 @@
+package rancher
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fleetd/fleetd/internal/kubetest"
+	"github.com/fleetd/fleetd/internal/rancherstandin"
+	"github.com/fleetd/fleetd/reconcile"
+	"github.com/fleetd/fleetd/schema"
+)
+
+// One apiserver and one Rancher stand-in serve every test of the package;
+// tests use cluster names of their own.
+var (
+	shared  *kubetest.Shared
+	standin *rancherstandin.Rancher
+)
+
+func TestMain(m *testing.M) {
+	ctx := context.Background()
+	var err error
+	shared, err = kubetest.StartShared(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if shared.Env != nil {
+		standin, err = rancherstandin.Start(ctx, shared.Env, rancherstandin.Options{})
+		if err != nil {
+			shared.Stop()
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	if standin != nil {
+		standin.Stop()
+	}
+	shared.Stop()
+	os.Exit(code)
+}
+
+// needRancher skips (plain go test without binaries) or returns the stand-in.
+func needRancher(t *testing.T) *rancherstandin.Rancher {
+	t.Helper()
+	if shared.SkipReason != "" {
+		t.Skip(shared.SkipReason)
+	}
+	return standin
+}
+
+// logBuffer captures slog output at every level.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func newRegistry(t *testing.T, namespace string, logs *logBuffer) *Registry {
+	t.Helper()
+	rs := needRancher(t)
+	var log *slog.Logger
+	if logs != nil {
+		log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	r, err := NewWithConn(context.Background(), Config{
+		Fleet:  "acme",
+		Spec:   schema.Rancher{URL: rs.URL, AuthProvider: "openldap", Namespace: namespace},
+		Logger: log,
+	}, NewConn(rs.URL, rs.Token, rs.CAPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// waitCluster polls Clusters until cluster satisfies ok.
+func waitCluster(t *testing.T, r *Registry, cluster string, ok func(reconcile.RancherCluster) bool) reconcile.RancherCluster {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(20 * time.Second)
+	var last []reconcile.RancherCluster
+	for time.Now().Before(deadline) {
+		cs, err := r.Clusters(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = cs
+		for _, c := range cs {
+			if c.Name == cluster && ok(c) {
+				return c
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("cluster %s never reached the wanted state; last observed %+v", cluster, last)
+	return reconcile.RancherCluster{}
+}
+
+func hasID(c reconcile.RancherCluster) bool { return c.ID != "" }
+
+func contains(s, sub string) bool { return sub != "" && strings.Contains(s, sub) }
