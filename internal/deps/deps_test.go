@@ -51,7 +51,7 @@ var testOnly = map[string][]string{
 	"providers/vsphere/...": {"providers/providertest", "internal/vcsimserver", "github.com/vmware/govmomi"},
 	"reconcile":             {"reconcile/reconciletest"},
 	"internal/git":          {"golang.org/x/crypto"},
-	"internal/leader":       {"internal/kubetest"},
+	"internal/leader":       {"internal/kubetest", "internal/daemon"},
 	"internal/rancher":      {"internal/kubetest", "internal/rancherstandin"},
 	"internal/kube":         {"internal/kubetest", "internal/rancherstandin", "internal/vcsimserver", "providers/vsphere", "reconcile/reconciletest", "github.com/vmware/govmomi"},
 }
