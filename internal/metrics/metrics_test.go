@@ -22,10 +22,10 @@ func TestRecordSync(t *testing.T) {
 		Revision:      "abc",
 		FetchedAt:     time.Now(),
 		FetchDuration: 30 * time.Millisecond,
-		Actions:       []daemon.ActionResult{{"create-machines", "ok"}, {"create-machines", "ok"}, {"decommission", "blocked"}},
+		Actions:       []daemon.ActionResult{{Action: "create-machines", Result: "ok"}, {Action: "create-machines", Result: "ok"}, {Action: "decommission", Result: "blocked"}},
 		Clusters:      map[string]int{"Ready": 3, "Provisioning": 1},
-		Machines:      []daemon.MachineCount{{"aws-eu", "running", 7}, {"dc1", "pending", 2}},
-		Costs:         []daemon.ClusterCost{{"payments", "payments-prod", 1.5}, {"qa", "qa-pr-77", 0.25}},
+		Machines:      []daemon.MachineCount{{Provider: "aws-eu", State: "running", N: 7}, {Provider: "dc1", State: "pending", N: 2}},
+		Costs:         []daemon.ClusterCost{{Team: "payments", Cluster: "payments-prod", Hourly: 1.5}, {Team: "qa", Cluster: "qa-pr-77", Hourly: 0.25}},
 	}, 2*time.Second)
 
 	checks := []struct {
@@ -66,7 +66,7 @@ func TestRecordSync(t *testing.T) {
 	m.RecordSync(daemon.Outcome{
 		Clusters: map[string]int{"Ready": 4},
 		Machines: []daemon.MachineCount{},
-		Costs:    []daemon.ClusterCost{{"payments", "payments-prod", 1.5}},
+		Costs:    []daemon.ClusterCost{{Team: "payments", Cluster: "payments-prod", Hourly: 1.5}},
 	}, time.Second)
 	if n := testutil.CollectAndCount(m.costs); n != 1 {
 		t.Errorf("cost series of a gone cluster kept: %d series", n)
