@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/fleetd/fleetd/internal/daemon"
+	"github.com/fleetd/fleetd/internal/kubetest"
 	"github.com/fleetd/fleetd/internal/metrics"
 )
 
@@ -407,5 +408,115 @@ func TestRunUsageErrors(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want %d mentioning %q", code, stderr.String(), exitUsage, c.want)
 			}
 		})
+	}
+}
+
+// TestRunLeaderElection runs two `fleetd run --leader-elect` on a real
+// kube-apiserver: one leads, syncs and answers ready; the other waits and is
+// not ready; SIGTERM to the leader releases the Lease and the other takes
+// over within 15 s, and the two never sync at once.
+func TestRunLeaderElection(t *testing.T) {
+	assets, err := kubetest.FindAssets()
+	if err != nil {
+		if kubetest.Required() {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	env, err := kubetest.Start(context.Background(), kubetest.Options{AssetsDir: assets, SkipCRDs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Stop)
+
+	// Two replicas in one process: the sync loop is chosen by --repo, and
+	// the ports are picked beforehand.
+	var syncing atomic.Int32
+	var overlap atomic.Bool
+	fakes := map[string]*fakeSyncer{"/srv/a.git": {started: make(chan int32, 100)}, "/srv/b.git": {started: make(chan int32, 100)}}
+	newSyncer = func(_ context.Context, cfg RunConfig, _ *metrics.Metrics, _ *slog.Logger) (daemon.Syncer, error) {
+		f := fakes[cfg.RepoURL]
+		return daemon.SyncerFunc(func(ctx context.Context) daemon.Outcome {
+			if syncing.Add(1) > 1 {
+				overlap.Store(true)
+			}
+			defer syncing.Add(-1)
+			time.Sleep(20 * time.Millisecond)
+			return f.Sync(ctx)
+		}), nil
+	}
+	t.Cleanup(func() { newSyncer = nil })
+
+	type rep struct {
+		repo, addr string
+		cancel     context.CancelFunc
+		code       chan int
+		logs       *syncBuffer
+	}
+	start := func(repo string) *rep {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &rep{repo: repo, addr: ln.Addr().String(), code: make(chan int, 1), logs: &syncBuffer{}}
+		ln.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		r.cancel = cancel
+		go func() {
+			r.code <- Run(ctx, []string{"run", "--repo", repo, "--listen", r.addr, "--work-dir", t.TempDir(),
+				"--poll-interval", "1s", "--leader-elect", "--kubeconfig", env.KubeconfigPath,
+				"--leader-elect-namespace", "default", "--leader-elect-name", "fleetd-run-test",
+				"--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s",
+				"--leader-elect-retry-period", "250ms"}, io.Discard, r.logs)
+		}()
+		waitFor(t, repo+" to listen", func() bool {
+			resp, err := http.Get("http://" + r.addr + "/healthz")
+			if err == nil {
+				resp.Body.Close()
+			}
+			return err == nil
+		})
+		return r
+	}
+	a, b := start("/srv/a.git"), start("/srv/b.git")
+	ready := func(r *rep) bool { c, _ := get(t, "http://"+r.addr+"/readyz"); return c == 200 }
+	waitFor(t, "a leader", func() bool { return ready(a) || ready(b) })
+	leader, follower := a, b
+	if ready(b) {
+		leader, follower = b, a
+	}
+	time.Sleep(500 * time.Millisecond)
+	if ready(follower) {
+		t.Fatal("both replicas are ready")
+	}
+	if fakes[follower.repo].calls.Load() != 0 {
+		t.Fatal("the follower synced")
+	}
+	if fakes[leader.repo].calls.Load() == 0 {
+		t.Fatal("the leader did not sync")
+	}
+	_, body := get(t, "http://"+follower.addr+"/metrics")
+	if !strings.Contains(body, "fleetd_leader 0") {
+		t.Error("the follower's fleetd_leader is not 0")
+	}
+
+	t0 := time.Now()
+	leader.cancel() // SIGTERM
+	if c := <-leader.code; c != 0 {
+		t.Fatalf("the leader exited %d:\n%s", c, leader.logs)
+	}
+	waitFor(t, "the follower to lead", func() bool { return ready(follower) })
+	if took := time.Since(t0); took > 15*time.Second {
+		t.Errorf("failover took %v, want under 15s", took)
+	} else {
+		t.Logf("failover after SIGTERM took %v", took)
+	}
+	waitFor(t, "the new leader to sync", func() bool { return fakes[follower.repo].calls.Load() > 0 })
+	follower.cancel()
+	if c := <-follower.code; c != 0 {
+		t.Errorf("the follower exited %d", c)
+	}
+	if overlap.Load() {
+		t.Error("the two replicas synced at once")
 	}
 }
