@@ -5,7 +5,8 @@ GO        ?= go
 PKGS      ?= ./...
 FUZZTIME  ?= 10s
 # Fuzz targets run briefly by `make test`: package:target.
-FUZZ_TARGETS ?= ./schema:FuzzLoad ./schema:FuzzFastParse ./reconcile:FuzzObservedFromStatus
+FUZZ_TARGETS ?= ./schema:FuzzLoad ./schema:FuzzFastParse ./reconcile:FuzzObservedFromStatus \
+	./internal/server:FuzzGitLabPush ./internal/server:FuzzGitHubPush ./internal/server:FuzzGitHubPing
 GOLANGCI_LINT_VERSION ?= v2.15.0
 LDFLAGS   := -X main.version=$(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 # Ajv (JSON Schema draft 2020-12) and js-yaml on Node: the independent

@@ -37,6 +37,10 @@ var rules = []struct {
 	{"internal/benchfleet", nil, nil},
 	{"internal/benchfleet/genfleet", []string{"internal/benchfleet"}, nil},
 	{"internal/deps", nil, nil},
+	{"internal/daemon", []string{"reconcile", "schema"}, nil},
+	{"internal/metrics", []string{"internal/daemon", "reconcile", "schema"}, []string{"github.com/prometheus/client_golang"}},
+	{"internal/server", []string{"internal/daemon", "internal/metrics", "reconcile", "schema"}, []string{"github.com/prometheus/client_golang"}},
+	{"internal/leader", nil, []string{"k8s.io/client-go", "k8s.io/api", "k8s.io/apimachinery", "k8s.io/klog/v2"}},
 	{"internal/kubetest", nil, []string{"k8s.io/apimachinery", "k8s.io/client-go", "sigs.k8s.io/yaml"}},
 	{"internal/rancher", []string{"schema", "reconcile"}, []string{"k8s.io/api", "k8s.io/apimachinery", "k8s.io/client-go"}},
 	{"internal/kube", []string{"schema", "reconcile", "internal/rancher"}, []string{"k8s.io/api", "k8s.io/apimachinery", "k8s.io/client-go", "k8s.io/kubectl/pkg/drain"}},
@@ -51,6 +55,7 @@ var testOnly = map[string][]string{
 	"reconcile":             {"reconcile/reconciletest"},
 	"internal/git":          {"golang.org/x/crypto"},
 	"internal/fleetsync":    {"reconcile/reconciletest", "internal/fleetsync", "providers/aws/ec2test", "github.com/aws/aws-sdk-go-v2"},
+	"internal/leader":       {"internal/kubetest", "internal/daemon"},
 	"internal/rancher":      {"internal/kubetest", "internal/rancherstandin"},
 	"internal/kube":         {"internal/kubetest", "internal/rancherstandin", "internal/vcsimserver", "providers/vsphere", "reconcile/reconciletest", "github.com/vmware/govmomi"},
 }

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/fleetd/fleetd/internal/kubetest"
+	"github.com/fleetd/fleetd/internal/rancher"
+	"github.com/fleetd/fleetd/internal/rancherstandin"
+	"github.com/fleetd/fleetd/internal/vcsimserver"
+	"github.com/fleetd/fleetd/providers/aws/ec2test"
+	"github.com/fleetd/fleetd/reconcile"
+)
+
+// TestApplyLiveRancher runs fleetd apply on a fleet with a rancher block
+// (token and CA from files, as in production) against the Rancher stand-in
+// on a real kube-apiserver: the cluster is registered, its machine created
+// with the node command, and its agent's Rancher machine appears.
+func TestApplyLiveRancher(t *testing.T) {
+	assets, err := kubetest.FindAssets()
+	if err != nil {
+		if kubetest.Required() {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	ctx := context.Background()
+	env, err := kubetest.Start(ctx, kubetest.Options{AssetsDir: assets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Stop)
+	rs, err := rancherstandin.Start(ctx, env, rancherstandin.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rs.Stop)
+	ec2 := ec2test.New()
+	t.Cleanup(ec2.Close)
+	ec2.AddImage("ami-0abcdef1234567890", "/dev/sda1")
+	vc, err := vcsimserver.Start(ctx, vcsimserver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(vc.Close)
+
+	dir := t.TempDir()
+	vcCA, rancherCA, tokenFile := filepath.Join(dir, "vcenter-ca.pem"), filepath.Join(dir, "rancher-ca.pem"), filepath.Join(dir, "rancher-token")
+	if err := vc.WriteCA(vcCA); err != nil {
+		t.Fatal(err)
+	}
+	for p, b := range map[string][]byte{rancherCA: rs.CAPEM, tokenFile: []byte(rs.Token + "\n")} {
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fleet := strings.NewReplacer("%SERVER%", vc.URL.String(), "%DC%", vcsimserver.Datacenter,
+		"%CLUSTER%", vcsimserver.ComputeCluster, "%DS%", vcsimserver.Datastore, "%NET%", vcsimserver.Network,
+		"%TEMPLATE%", vc.Template, "%CA%", vcCA).Replace(liveFleet)
+	fleet = strings.Replace(fleet, "name: acme\n", "name: acme\nrancher:\n  url: "+rs.URL+"\n  token: file:"+tokenFile+
+		"\n  authProvider: openldap\n  caFile: "+rancherCA+"\n", 1)
+	fleetDir := filepath.Join(dir, "fleet")
+	for p, data := range map[string]string{
+		"fleet.yaml":             fleet,
+		"clusters/qa/qa-rs.yaml": "apiVersion: fleetd.io/v1alpha1\nkind: Cluster\nname: qa-rs\nteam: qa\nprovider: dc1\nclass: single\n",
+	} {
+		full := filepath.Join(fleetDir, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("FLEETD_TEST_VSPHERE", "fleetd:not-a-real-password")
+	t.Setenv("AWS_ENDPOINT_URL_EC2", ec2.URL)
+	t.Setenv("AWS_ACCESS_KEY_ID", ec2test.AccessKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", ec2test.SecretAccessKey)
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "no-aws-config"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "no-aws-credentials"))
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+	vim, err := vc.Client(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, stderr string
+	for i := 0; i < 6; i++ {
+		var code int
+		code, out, stderr = run(t, "apply", fleetDir)
+		// apply reports work that waits for Rancher (no ID or token yet)
+		// with exit 1 and "waiting:"; anything else is a failure.
+		if code != 0 && !(code == exitFailed && strings.Contains(stderr, "Work is in progress") && strings.Contains(stderr, "waiting: ")) {
+			t.Fatalf("apply %d: exit %d\n%s\n%s", i+1, code, out, stderr)
+		}
+		vms, err := rancherstandin.VSphereVMs(ctx, vim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rs.SyncAgents(ctx, vms); err != nil {
+			t.Fatal(err)
+		}
+		_ = rs.Step(ctx)
+		ms, err := dyn.Resource(rancher.MachineGVR("v1beta2")).Namespace("fleet-default").List(ctx, metav1.ListOptions{LabelSelector: rancher.LabelCAPICluster + "=qa-rs"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ms.Items) == 1 {
+			if name := ms.Items[0].GetName(); !strings.HasPrefix(name, "custom-") || ms.Items[0].GetLabels()["rke.cattle.io/machine-id"] == "" ||
+				reconcile.RancherMachineName(ms.Items[0].GetLabels()["rke.cattle.io/machine-id"]) != name {
+				t.Errorf("Rancher machine %s does not match its agent ID", name)
+			}
+			pc, err := dyn.Resource(rancher.ProvisioningClusterGVR).Namespace("fleet-default").Get(ctx, "qa-rs", metav1.GetOptions{})
+			if err != nil || pc.GetLabels()[rancher.LabelFleet] != "acme" {
+				t.Fatalf("provisioning cluster: %v %v", err, pc)
+			}
+			for _, secret := range []string{rs.Token, "not-a-real-password"} {
+				if strings.Contains(out+stderr, secret) {
+					t.Error("a secret is in fleetd's output")
+				}
+			}
+			return
+		}
+	}
+	t.Fatalf("the cluster's machine never registered with Rancher; last apply:\n%s\n%s", out, stderr)
+}

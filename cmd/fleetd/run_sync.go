@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fleetd/fleetd/internal/daemon"
+	"github.com/fleetd/fleetd/internal/fleetsync"
+	fgit "github.com/fleetd/fleetd/internal/git"
+	"github.com/fleetd/fleetd/internal/metrics"
+	"github.com/fleetd/fleetd/reconcile"
+	"github.com/fleetd/fleetd/schema"
+)
+
+func init() { newSyncer = loopSyncer }
+
+// loopSyncer is `fleetd run`'s sync: the one sync loop on a clone kept in
+// the work directory, with every provider call counted in the metrics.
+func loopSyncer(_ context.Context, cfg RunConfig, m *metrics.Metrics, log *slog.Logger) (daemon.Syncer, error) {
+	if cfg.WorkDir == "" {
+		return nil, errors.New("run: --work-dir is empty")
+	}
+	src := &fleetsync.RepoSource{Options: fgit.Options{
+		URL: cfg.RepoURL, Branch: cfg.Branch, Dir: cfg.WorkDir, Logger: log,
+		Auth: fgit.Auth{TokenFile: cfg.HTTPSTokenFile, SSHKeyFile: cfg.SSHKeyFile, KnownHostsFile: cfg.SSHKnownHostsFile},
+	}}
+	loop := &fleetsync.Loop{
+		Source: src, DryRun: cfg.DryRun, Logger: log,
+		Apply: reconcile.ApplyOptions{Concurrency: cfg.Concurrency},
+		World: func(ctx context.Context, f *schema.Fleet, log *slog.Logger) (reconcile.World, func(context.Context), error) {
+			w, closeW, err := liveWorldFunc(ctx, f, log)
+			if err == nil && m != nil {
+				for name, p := range w.Providers {
+					w.Providers[name] = metrics.InstrumentProvider(p, m)
+				}
+			}
+			return w, closeW, err
+		},
+	}
+	return daemon.SyncerFunc(func(ctx context.Context) daemon.Outcome {
+		return outcomeOf(loop.Sync(ctx), time.Now())
+	}), nil
+}
+
+// outcomeOf reports a sync to the daemon. The error's kind is the one
+// fleetsync decided for the whole sync (Result.Reaction), so one cluster's
+// stalled spec never stops the daemon from retrying another's transient
+// failure.
+func outcomeOf(res *fleetsync.Result, now time.Time) daemon.Outcome {
+	o := daemon.Outcome{Requeue: res.Requeue}
+	if s := res.Snapshot; s != nil {
+		o.Revision, o.FetchDuration = s.Revision, s.FetchDuration
+	}
+	if res.Loaded {
+		o.FetchedAt = now
+	}
+	if res.Err != nil {
+		msg := errors.New(res.Err.Error())
+		switch res.Reaction {
+		case reconcile.ReactRetry:
+			o.Err = reconcile.Transient(msg)
+		case reconcile.ReactStall:
+			o.Err = reconcile.Stalled(msg)
+		case reconcile.ReactRequeue:
+			o.Err = &reconcile.WaitError{Reason: msg.Error(), After: res.Requeue}
+		default:
+			o.Err = msg
+		}
+	}
+	o.Actions = actionResults(res)
+	if res.Snapshot != nil && res.Fleet != nil && res.FailedAt != fleetsync.StageWorld {
+		o.Machines = machineCounts(res.Sync.After)
+		o.Costs = make([]daemon.ClusterCost, 0, len(res.Sync.Plan.Clusters))
+		for _, cp := range res.Sync.Plan.Clusters {
+			if cp.Desired || cp.Observed {
+				o.Costs = append(o.Costs, daemon.ClusterCost{Team: cp.Team, Cluster: cp.Name, Hourly: cp.After.Hourly})
+			}
+		}
+	}
+	if res.Sync.Status != nil {
+		if set, err := reconcile.ReadStatusFiles(res.Sync.Status); err == nil {
+			o.Clusters = map[string]int{}
+			for _, st := range set.Clusters {
+				o.Clusters[string(st.Phase)]++
+			}
+		}
+	}
+	return o
+}
+
+// actionResults lists what became of each action of the plan: a cluster's
+// runnable actions run in order until one fails, so its first Done ones
+// succeeded, the next failed (or waits), and the rest did not run.
+func actionResults(res *fleetsync.Result) []daemon.ActionResult {
+	var out []daemon.ActionResult
+	applied := res.Sync.Applied
+	for _, cp := range res.Sync.Plan.Clusters {
+		cr := applied.Cluster(cp.Name)
+		n := 0
+		for _, a := range cp.Actions {
+			r := "ok"
+			switch {
+			case a.Deferred:
+				r = "deferred"
+			case !a.Runnable():
+				r = "blocked"
+			case applied == nil:
+				r = "planned"
+			case cr == nil:
+				r = "skipped"
+			case n < cr.Done:
+				r = "ok"
+			case n == cr.Done && cr.Err != nil:
+				r = "failed"
+				if cr.Reaction == reconcile.ReactRequeue {
+					r = "waiting"
+				}
+			default:
+				r = "skipped"
+			}
+			if a.Runnable() {
+				n++
+			}
+			out = append(out, daemon.ActionResult{Action: a.Kind.String(), Result: r})
+		}
+	}
+	return out
+}
+
+func machineCounts(o reconcile.Observed) []daemon.MachineCount {
+	counts := map[[2]string]int{}
+	for _, m := range o.Machines {
+		counts[[2]string{m.Provider, string(m.State)}]++
+	}
+	out := make([]daemon.MachineCount, 0, len(counts))
+	for k, n := range counts {
+		out = append(out, daemon.MachineCount{Provider: k[0], State: k[1], N: n})
+	}
+	slices.SortFunc(out, func(a, b daemon.MachineCount) int {
+		return strings.Compare(a.Provider+"\x00"+a.State, b.Provider+"\x00"+b.State)
+	})
+	return out
+}

@@ -1,0 +1,302 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Reasons a sync runs, as logged.
+const (
+	ReasonStart    = "start"    // the first sync after Run starts
+	ReasonPoll     = "poll"     // the poll interval elapsed
+	ReasonRequeue  = "requeue"  // work in progress asked for a short re-sync
+	ReasonRetry    = "retry"    // backoff after a transient error
+	ReasonWebhook  = "webhook"  // a push webhook for the tracked branch
+	ReasonExplicit = "explicit" // POST /hooks/sync
+)
+
+// ErrStopping is returned by Trigger once a graceful stop has begun.
+var ErrStopping = errors.New("daemon: stopping, no new syncs")
+
+// ErrStopTimeout says a sync did not return within the stop timeout and its
+// grace after being cancelled.
+var ErrStopTimeout = errors.New("daemon: the in-flight sync did not return in time")
+
+// Recorder receives every sync's outcome and duration (internal/metrics
+// implements it).
+type Recorder interface {
+	RecordSync(o Outcome, d time.Duration)
+}
+
+// Options configure a Daemon.
+type Options struct {
+	Schedule Schedule
+	// StopTimeout is how long a graceful stop lets the in-flight sync run
+	// before cancelling its context (default 2 min). After the cancel the
+	// sync gets CancelGrace (default 10s) to return.
+	StopTimeout time.Duration
+	CancelGrace time.Duration
+	// Recorder, when set, receives every outcome.
+	Recorder Recorder
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Rand returns numbers in [0, 1) for the jitter; math/rand/v2 by default.
+	Rand func() float64
+}
+
+// Status is what the daemon knows about its syncs, for /readyz and logs.
+type Status struct {
+	// LastFetchedAt is the FetchedAt of the latest sync whose fetch and
+	// load succeeded; zero before the first.
+	LastFetchedAt time.Time
+	// Revision is the latest revision synced.
+	Revision string
+	// LastResult and LastSyncEnded describe the latest finished sync.
+	LastResult    string
+	LastSyncEnded time.Time
+	// Syncs counts finished syncs; Running says one is in flight.
+	Syncs   int
+	Running bool
+	// Next is when the next scheduled sync is due (zero while one runs).
+	Next time.Time
+}
+
+// Daemon runs a Syncer one sync at a time. Triggers (Trigger) coalesce: at
+// most one sync runs and at most one waits; more triggers while one waits
+// are absorbed by it. Create it with New.
+type Daemon struct {
+	syncer Syncer
+	opts   Options
+	log    *slog.Logger
+
+	// queued holds at most one pending trigger's reason.
+	queued chan string
+
+	mu       sync.Mutex
+	status   Status
+	stopping bool
+}
+
+// New returns a Daemon that runs s.
+func New(s Syncer, opts Options) *Daemon {
+	opts.Schedule = opts.Schedule.WithDefaults()
+	if opts.StopTimeout <= 0 {
+		opts.StopTimeout = 2 * time.Minute
+	}
+	if opts.CancelGrace <= 0 {
+		opts.CancelGrace = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Float64
+	}
+	return &Daemon{syncer: s, opts: opts, log: opts.Logger, queued: make(chan string, 1)}
+}
+
+// Trigger asks for a sync as soon as the one in flight, if any, has ended.
+// It never blocks and never runs the sync itself. It reports whether the
+// trigger started a new queued sync (true) or joined one already queued
+// (false); it returns ErrStopping once a graceful stop has begun. A trigger
+// made while this replica does not lead waits for it to lead.
+func (d *Daemon) Trigger(reason string) (queued bool, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopping {
+		return false, ErrStopping
+	}
+	select {
+	case d.queued <- reason:
+		return true, nil
+	default:
+		return false, nil
+	}
+}
+
+// Status returns a snapshot of the daemon's state.
+func (d *Daemon) Status() Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.status
+}
+
+// Run schedules syncs until stop is closed or ctx is done, and can be called
+// again after it returned (a replica that leads again).
+//
+// Closing stop is the graceful path (SIGTERM): no trigger is taken any more,
+// the in-flight sync gets StopTimeout to finish, then its context is
+// cancelled and it gets CancelGrace to return; Run returns nil, or
+// ErrStopTimeout when the sync never returned.
+//
+// ctx being done is the hard path (leadership lost): the in-flight sync's
+// context, derived from ctx, is cancelled at once, and Run returns ctx's
+// error only after the sync has returned, so that a replica that lost the
+// Lease never syncs alongside the new leader.
+func (d *Daemon) Run(ctx context.Context, stop <-chan struct{}) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	failures := 0
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	nextReason := ReasonStart
+	d.setNext(time.Now())
+
+	var (
+		running    chan Outcome // nil while idle
+		cancelSync context.CancelFunc
+		started    time.Time
+		reason     string
+	)
+	start := func(why string) {
+		timer.Stop()
+		reason = why
+		started = time.Now()
+		var syncCtx context.Context
+		syncCtx, cancelSync = context.WithCancel(ctx)
+		running = make(chan Outcome, 1)
+		d.setRunning()
+		d.log.Info("Sync starting", "reason", why)
+		go func(ch chan<- Outcome) { ch <- d.syncer.Sync(syncCtx) }(running)
+	}
+	finish := func(o Outcome) {
+		cancelSync()
+		dur := time.Since(started)
+		var delay time.Duration
+		delay, failures = d.opts.Schedule.NextDelay(o, failures, d.opts.Rand)
+		switch {
+		case o.Result() == ResultRetry:
+			nextReason = ReasonRetry
+		case o.Requeue > 0 || o.Result() == ResultRequeue:
+			nextReason = ReasonRequeue
+		default:
+			nextReason = ReasonPoll
+		}
+		d.record(o, dur, time.Now().Add(delay))
+		if d.opts.Recorder != nil {
+			d.opts.Recorder.RecordSync(o, dur)
+		}
+		attrs := []any{"reason", reason, "revision", o.Revision, "result", o.Result(),
+			"duration", dur.Round(time.Millisecond).String(), "next", delay.Round(time.Millisecond).String()}
+		if o.Err != nil {
+			d.log.Error("Sync ended with errors", append(attrs, "error", o.Err.Error())...)
+		} else {
+			d.log.Info("Sync ended", attrs...)
+		}
+		running = nil
+		timer.Reset(delay)
+	}
+
+	for {
+		// A stop wins over a due sync: select picks among ready cases at
+		// random, and no sync may start once a stop has been asked for.
+		select {
+		case <-stop:
+			d.setStopping()
+			if running == nil {
+				return nil
+			}
+			return d.drain(running, cancelSync, finish)
+		default:
+		}
+		var (
+			triggers <-chan string
+			tick     <-chan time.Time
+		)
+		if running == nil {
+			triggers, tick = d.queued, timer.C
+		}
+		select {
+		case <-stop:
+			d.setStopping()
+			if running == nil {
+				return nil
+			}
+			return d.drain(running, cancelSync, finish)
+		case <-ctx.Done():
+			if running != nil {
+				d.log.Warn("Cancelling the in-flight sync", "cause", context.Cause(ctx).Error())
+				cancelSync()
+				finish(<-running)
+			}
+			return ctx.Err()
+		case why := <-triggers:
+			start(why)
+		case <-tick:
+			start(nextReason)
+		case o := <-running:
+			finish(o)
+		}
+	}
+}
+
+// drain waits for the in-flight sync during a graceful stop.
+func (d *Daemon) drain(running <-chan Outcome, cancel context.CancelFunc, finish func(Outcome)) error {
+	d.log.Info("Stopping: waiting for the in-flight sync", "timeout", d.opts.StopTimeout.String())
+	t := time.NewTimer(d.opts.StopTimeout)
+	defer t.Stop()
+	select {
+	case o := <-running:
+		finish(o)
+		return nil
+	case <-t.C:
+	}
+	d.log.Warn("Stopping: the in-flight sync did not finish in time; cancelling it", "grace", d.opts.CancelGrace.String())
+	cancel()
+	t.Reset(d.opts.CancelGrace)
+	select {
+	case o := <-running:
+		finish(o)
+		return nil
+	case <-t.C:
+		return ErrStopTimeout
+	}
+}
+
+func (d *Daemon) setStopping() {
+	d.mu.Lock()
+	d.stopping = true
+	d.mu.Unlock()
+}
+
+func (d *Daemon) setRunning() {
+	d.mu.Lock()
+	d.status.Running = true
+	d.status.Next = time.Time{}
+	d.mu.Unlock()
+}
+
+func (d *Daemon) setNext(t time.Time) {
+	d.mu.Lock()
+	d.status.Next = t
+	d.mu.Unlock()
+}
+
+func (d *Daemon) record(o Outcome, _ time.Duration, next time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := &d.status
+	s.Running = false
+	s.Syncs++
+	s.LastResult = o.Result()
+	s.LastSyncEnded = time.Now()
+	s.Next = next
+	if o.Revision != "" {
+		s.Revision = o.Revision
+	}
+	if !o.FetchedAt.IsZero() {
+		s.LastFetchedAt = o.FetchedAt
+	}
+}
+
+// Stopping reports whether a graceful stop has begun.
+func (d *Daemon) Stopping() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stopping
+}

@@ -1,0 +1,108 @@
+package daemon
+
+import (
+	"context"
+	"time"
+
+	"github.com/fleetd/fleetd/reconcile"
+)
+
+// Syncer runs one sync of the fleet repo: fetch, load, observe, plan, gate,
+// apply and report. The daemon never calls Sync twice at once. Sync must
+// return soon after ctx is done; a sync cut short that way is safe to repeat,
+// because every action is idempotent.
+type Syncer interface {
+	Sync(ctx context.Context) Outcome
+}
+
+// SyncerFunc adapts a function to a Syncer.
+type SyncerFunc func(ctx context.Context) Outcome
+
+// Sync calls f(ctx).
+func (f SyncerFunc) Sync(ctx context.Context) Outcome { return f(ctx) }
+
+// Outcome is what one sync reports. The sync loop fills it; it holds plain
+// values so that the loop needs no metrics library.
+//
+// The gauges' inputs (Clusters, Machines, Costs) follow one rule: nil means
+// "not known this time" (the fetch or the observation failed) and leaves the
+// last reported values as they are; a non-nil value, even an empty one,
+// replaces them, so the series of a cluster that is gone disappear.
+type Outcome struct {
+	// Revision is the commit synced; "" when the fetch failed.
+	Revision string
+	// FetchedAt is when the fetch and the load of fleet.yaml succeeded; zero
+	// when either failed. /readyz uses it.
+	FetchedAt time.Time
+	// FetchDuration is how long the git fetch took; zero when there was none.
+	FetchDuration time.Duration
+	// Requeue > 0 says work is in progress (machines booting, nodes
+	// draining): sync again after Requeue, or after the daemon's short
+	// re-sync when that is sooner.
+	Requeue time.Duration
+	// Err is the sync's error, nil on success. Its kind, per
+	// reconcile.Classify, decides when the next sync runs (see NextDelay).
+	// Per-cluster errors are joined; the most severe kind wins.
+	Err error
+	// Actions lists the actions the sync executed and how each ended.
+	Actions []ActionResult
+	// Clusters counts the clusters by status phase (Ready, Provisioning, ...).
+	Clusters map[string]int
+	// Machines counts the observed machines by provider and state.
+	Machines []MachineCount
+	// Costs is the hourly cost of each cluster.
+	Costs []ClusterCost
+}
+
+// ActionResult is one executed action: its kind as reconcile.ActionKind's
+// String gives it ("create-machines", ...) and its result ("ok", "failed",
+// "blocked", ...).
+type ActionResult struct {
+	Action string
+	Result string
+}
+
+// MachineCount is the number of machines of one provider in one state.
+type MachineCount struct {
+	Provider string
+	State    string
+	N        int
+}
+
+// ClusterCost is the cost per hour of one cluster.
+type ClusterCost struct {
+	Team    string
+	Cluster string
+	Hourly  float64
+}
+
+// Results of a sync, as the metrics label them.
+const (
+	ResultSuccess = "success" // nothing failed (work may be in progress)
+	ResultRequeue = "requeue" // waiting for something elsewhere; nothing failed
+	ResultRetry   = "retry"   // a transient error: retried with backoff
+	ResultStalled = "stalled" // needs a new commit or configuration
+	ResultFailed  = "failed"  // an unknown failure: retried at the poll interval
+)
+
+// Result names the outcome for metrics and logs.
+func (o Outcome) Result() string {
+	switch reconcile.Classify(o.Err) {
+	case reconcile.ReactNone:
+		return ResultSuccess
+	case reconcile.ReactRequeue:
+		return ResultRequeue
+	case reconcile.ReactRetry:
+		return ResultRetry
+	case reconcile.ReactStall:
+		return ResultStalled
+	default:
+		return ResultFailed
+	}
+}
+
+// Succeeded reports whether nothing failed: no error, or only a wait.
+func (o Outcome) Succeeded() bool {
+	r := reconcile.Classify(o.Err)
+	return r == reconcile.ReactNone || r == reconcile.ReactRequeue
+}

@@ -1,0 +1,133 @@
+package daemon
+
+import (
+	"errors"
+	"time"
+
+	"github.com/fleetd/fleetd/reconcile"
+)
+
+// Schedule holds the intervals that decide when the next sync runs. The zero
+// value of a field means its default.
+type Schedule struct {
+	// PollInterval is the time between syncs when nothing is in progress
+	// (default 60s). Each wait is jittered by ±PollJitter of it.
+	PollInterval time.Duration
+	// PollJitter is the fraction of jitter on the poll (default 0.1).
+	PollJitter float64
+	// ShortResync is the longest wait while work is in progress (default
+	// 15s): a sync that asks for a requeue runs again after its own delay
+	// when that is shorter, else after ShortResync.
+	ShortResync time.Duration
+	// MinResync is the shortest wait after any sync (default 1s), so a loop
+	// that asks to requeue at once cannot spin.
+	MinResync time.Duration
+	// BackoffMin and BackoffMax bound the backoff after transient errors
+	// (defaults 1s and 5min); it doubles with each consecutive one and is
+	// jittered by ±20%.
+	BackoffMin time.Duration
+	BackoffMax time.Duration
+}
+
+// Defaults of Schedule.
+const (
+	DefaultPollInterval = 60 * time.Second
+	DefaultPollJitter   = 0.1
+	DefaultShortResync  = 15 * time.Second
+	DefaultMinResync    = time.Second
+	DefaultBackoffMin   = time.Second
+	DefaultBackoffMax   = 5 * time.Minute
+	backoffJitter       = 0.2
+)
+
+// WithDefaults returns s with its zero fields set to their defaults.
+func (s Schedule) WithDefaults() Schedule {
+	if s.PollInterval <= 0 {
+		s.PollInterval = DefaultPollInterval
+	}
+	if s.PollJitter <= 0 {
+		s.PollJitter = DefaultPollJitter
+	}
+	if s.ShortResync <= 0 {
+		s.ShortResync = DefaultShortResync
+	}
+	if s.MinResync <= 0 {
+		s.MinResync = DefaultMinResync
+	}
+	if s.BackoffMin <= 0 {
+		s.BackoffMin = DefaultBackoffMin
+	}
+	if s.BackoffMax <= 0 {
+		s.BackoffMax = DefaultBackoffMax
+	}
+	if s.BackoffMax < s.BackoffMin {
+		s.BackoffMax = s.BackoffMin
+	}
+	return s
+}
+
+// NextDelay decides how long to wait after a sync that ended with o, given
+// the number of consecutive transient failures before it. It returns the
+// delay and the new count of consecutive transient failures. rnd returns a
+// number in [0, 1) for the jitter.
+//
+// The error's kind (reconcile.Classify) decides:
+//   - none: the poll interval;
+//   - requeue (a wait): the wait's own delay, at most ShortResync;
+//   - retry (transient): exponential backoff from BackoffMin to BackoffMax;
+//   - stall: the poll interval; the sync loop itself skips re-applying a
+//     stalled revision, so polling only notices a new commit sooner than a
+//     webhook would;
+//   - fail (unknown): the poll interval.
+//
+// Whatever the error, o.Requeue > 0 (another cluster is in progress) makes
+// the delay at most the requeue delay, itself at most ShortResync: one
+// cluster's stalled spec never slows down another cluster that is booting.
+func (s Schedule) NextDelay(o Outcome, failures int, rnd func() float64) (time.Duration, int) {
+	s = s.WithDefaults()
+	poll := jitter(s.PollInterval, s.PollJitter, rnd)
+	var d time.Duration
+	switch reconcile.Classify(o.Err) {
+	case reconcile.ReactNone:
+		failures = 0
+		d = poll
+	case reconcile.ReactRequeue:
+		failures = 0
+		after := s.ShortResync
+		var w *reconcile.WaitError
+		if errors.As(o.Err, &w) && w.After > 0 {
+			after = w.After
+		}
+		d = s.resync(after)
+	case reconcile.ReactRetry:
+		failures++
+		d = s.backoff(failures, rnd)
+	default: // stall, fail
+		failures = 0
+		d = poll
+	}
+	if o.Requeue > 0 {
+		d = min(d, s.resync(o.Requeue))
+	}
+	return d, failures
+}
+
+// resync bounds a requeue delay to [MinResync, ShortResync].
+func (s Schedule) resync(d time.Duration) time.Duration {
+	return max(s.MinResync, min(d, s.ShortResync))
+}
+
+// backoff is the wait before the n-th consecutive retry (n >= 1).
+func (s Schedule) backoff(n int, rnd func() float64) time.Duration {
+	d := s.BackoffMin
+	for i := 1; i < n && d < s.BackoffMax; i++ {
+		d *= 2
+	}
+	d = jitter(min(d, s.BackoffMax), backoffJitter, rnd)
+	return max(s.BackoffMin, min(d, s.BackoffMax))
+}
+
+// jitter returns d moved by up to ±frac of itself.
+func jitter(d time.Duration, frac float64, rnd func() float64) time.Duration {
+	return time.Duration(float64(d) * (1 + frac*(2*rnd()-1)))
+}
