@@ -17,7 +17,7 @@ AJV_HASH  := $(shell sha256sum hack/ajv/package-lock.json 2>/dev/null | cut -c1-
 AJV_DIR   ?= $(HOME)/.cache/fleetd/ajv-$(AJV_HASH)
 BENCH_CLUSTERS ?= 10000
 
-.PHONY: all build test vet unit fuzz bench bench-validate ajv lint demo verify clean kube-tools
+.PHONY: all build test vet unit fuzz bench bench-validate ajv lint demo verify clean kube-tools chaos
 
 all: build
 
@@ -72,14 +72,15 @@ bench-validate: build ajv
 lint:
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run $(PKGS)
 
-# demo validates the example fleet, prints its pools, then runs the sync loop
-# on it against the vCenter simulator, the EC2 protocol server and a simulated
-# Rancher, all on 127.0.0.1 (cmd/fleetd-demo).
-demo: build
-	@echo "demo: validating and showing the example fleet, then syncing it against simulators (the first run compiles them)"
+# demo validates the example fleet, prints its pools, then runs `fleetd run`,
+# the daemon, against simulators on 127.0.0.1 (cmd/fleetd-demo): the vCenter
+# simulator, the EC2 protocol server, a git repository, and Rancher played by
+# a stand-in on the test kube-apiserver (built on the first run, then cached).
+demo: build kube-tools
+	@echo "demo: validating and showing the example fleet, then running the daemon against simulators"
 	bin/fleetd validate examples/fleet-repo
 	bin/fleetd show --all examples/fleet-repo
-	$(GO) run ./cmd/fleetd-demo examples/fleet-repo
+	FLEETD_KUBE_ASSETS="$$(hack/kube-tools/build.sh 2>/dev/null)" $(GO) run ./cmd/fleetd-demo --fleetd bin/fleetd examples/fleet-repo
 
 verify:
 	$(GO) mod tidy

@@ -36,6 +36,9 @@ type daemonDemo struct {
 	cmd    *exec.Cmd
 	logf   *os.File
 	done   chan error
+
+	rancher  RancherMode
+	progress io.Writer
 }
 
 func (d *daemonDemo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
@@ -45,6 +48,7 @@ func runDaemonDemo(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fleetd := fl.String("fleetd", "bin/fleetd", "the fleetd binary to run")
 	keep := fl.String("dir", "", "keep the demo's repositories and logs here (default: a new temporary directory, kept)")
 	timeout := fl.Duration("timeout", 5*time.Minute, "give up when a step takes longer")
+	withRancher := fl.String("rancher", "build", "play Rancher with the stand-in on the test kube-apiserver: build (build it on the first run), auto (when built) or off")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -65,7 +69,11 @@ func runDaemonDemo(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return err
 		}
 	}
-	d := &daemonDemo{out: stdout, fleetd: bin, dir: dir}
+	rm, ok := map[string]RancherMode{"auto": RancherAuto, "build": RancherBuild, "off": RancherOff}[*withRancher]
+	if !ok {
+		return fmt.Errorf("--rancher %q: want build, auto or off", *withRancher)
+	}
+	d := &daemonDemo{out: stdout, fleetd: bin, dir: dir, rancher: rm, progress: stderr}
 	ctx, cancel := context.WithTimeout(ctx, 4**timeout)
 	defer cancel()
 	err = d.run(ctx, src, *timeout)
@@ -79,12 +87,18 @@ func runDaemonDemo(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 func (d *daemonDemo) run(ctx context.Context, src string, step time.Duration) error {
 	d.say("== fleetd demo: the daemon, fleetd run, against simulators on 127.0.0.1")
-	sb, err := StartSandbox(ctx, SandboxOptions{FleetDir: src, Dir: d.dir, Boot: time.Second})
+	if d.rancher == RancherBuild && cachedKubeAssets() == "" && os.Getenv("FLEETD_KUBE_ASSETS") == "" {
+		d.say("   Rancher is played by a stand-in on a real kube-apiserver: building kube-apiserver and etcd first (about 9 minutes, once; progress below)")
+	}
+	sb, err := StartSandbox(ctx, SandboxOptions{FleetDir: src, Dir: d.dir, Boot: time.Second, Rancher: d.rancher, Progress: d.progress})
 	if err != nil {
 		return err
 	}
 	d.sb = sb
 	d.say("   vCenter simulator %s, EC2 endpoint %s, fleet repository %s", sb.VC.URL, sb.EC2.URL, sb.Remote)
+	if sb.RancherURL != "" {
+		d.say("   Rancher: a stand-in at %s on a real kube-apiserver", sb.RancherURL)
+	}
 	for _, n := range sb.Notes {
 		d.say("   note: %s", n)
 	}
@@ -118,7 +132,29 @@ func (d *daemonDemo) run(ctx context.Context, src string, step time.Duration) er
 		return err
 	}
 
-	d.say("\n== 3. trading-dev is removed: fleetd decommissions it")
+	d.say("\n== 3. payments-prod scales back to 6 workers: each machine is drained, removed from Rancher, then deleted")
+	if err := d.edit("clusters/payments/payments-prod.yaml", "    replicas: 8", "    replicas: 6"); err != nil {
+		return err
+	}
+	if err := d.push(ctx, "payments: payments-prod back to 6 workers"); err != nil {
+		return err
+	}
+	if err := d.converge(ctx, step, func(s *reconcile.StatusSet) bool {
+		st := s.Clusters["payments-prod"]
+		if st == nil || !strings.Contains(poolSummary(st), "workers 6/6") {
+			return false
+		}
+		for _, p := range st.Pools {
+			if p.Name == "workers" && p.Existing != 6 {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return err
+	}
+
+	d.say("\n== 4. trading-dev is removed: fleetd decommissions it")
 	if err := sandboxGit(ctx, "-C", sb.Work, "rm", "-q", "clusters/trading/trading-dev.yaml"); err != nil {
 		return err
 	}
@@ -136,7 +172,7 @@ func (d *daemonDemo) run(ctx context.Context, src string, step time.Duration) er
 		return err
 	}
 	d.say("\n== The history of the fleet, as teams read it (git log fleet-status)\n%s", out)
-	d.say("== 4. fleetd stops on SIGTERM: it finishes what it is doing and exits")
+	d.say("== 5. fleetd stops on SIGTERM: it finishes what it is doing and exits")
 	return nil
 }
 

@@ -36,10 +36,16 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		switch args[0] {
 		case "up":
 			return up(ctx, args[1:], stdout, stderr)
-		case "daemon":
-			return runDaemonDemo(ctx, args[1:], stdout, stderr)
+		case "loop":
+			return runLoopDemo(ctx, args[1:], stdout, stderr)
 		}
 	}
+	return runDaemonDemo(ctx, args, stdout, stderr)
+}
+
+// runLoopDemo runs the sync loop in this process on a simulated clock, so a
+// TTL expires in a moment: `fleetd-demo loop`.
+func runLoopDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fl := newFlagSet("fleetd-demo", stderr)
 	workDir := fl.String("work-dir", "", "keep the demo's repositories here (default: a temporary directory, removed at the end)")
 	maxSyncs := fl.Int("max-syncs", 30, "give up converging after this many syncs")

@@ -20,7 +20,7 @@ func TestDemoConverges(t *testing.T) {
 	}
 	dir := t.TempDir()
 	var out, errOut bytes.Buffer
-	if err := Run(context.Background(), []string{"-work-dir", dir, "-rancher", "memory", "../../examples/fleet-repo"}, &out, &errOut); err != nil {
+	if err := Run(context.Background(), []string{"loop", "-work-dir", dir, "-rancher", "memory", "../../examples/fleet-repo"}, &out, &errOut); err != nil {
 		t.Fatalf("demo failed: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errOut.String())
 	}
 	for _, want := range []string{
@@ -60,7 +60,7 @@ func TestDemoKube(t *testing.T) {
 	}
 	dir := t.TempDir()
 	var out, errOut bytes.Buffer
-	if err := Run(context.Background(), []string{"-work-dir", dir, "-rancher", "kube", "../../examples/fleet-repo"}, &out, &errOut); err != nil {
+	if err := Run(context.Background(), []string{"loop", "-work-dir", dir, "-rancher", "kube", "../../examples/fleet-repo"}, &out, &errOut); err != nil {
 		t.Fatalf("demo failed: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errOut.String())
 	}
 	for _, want := range []string{

@@ -1,10 +1,18 @@
-// Command fleetd-demo runs fleetd's main job, the sync loop, on embedded
-// defaults: the example fleet repo in a local git repository, VMware's vCenter
-// simulator and an EC2 protocol server on 127.0.0.1 as the providers, and a
-// simulated Rancher. It converges the fleet, writes status commits to the
-// fleet-status branch, then plays a merge (a scale-up and a removed cluster)
-// and the expiry of a temporary cluster, and converges again. The simulators
-// live in this command only, never in the fleetd binary.
+// Command fleetd-demo shows fleetd's main job on embedded defaults, against
+// simulators on 127.0.0.1 that live in this command only, never in the
+// fleetd binary.
+//
+//	fleetd-demo [--fleetd bin/fleetd] [FLEET_DIR]
+//	    runs `fleetd run`, the daemon, against the sandbox: it converges the
+//	    example fleet, pushes a commit and sends GitHub's signed webhook,
+//	    converges again, removes a cluster, and stops the daemon.
+//	fleetd-demo up --env-file FILE [FLEET_DIR]
+//	    starts the sandbox (vCenter simulator, EC2 server, a seeded fleet
+//	    repository, and Rancher played on the test kube-apiserver when it is
+//	    built) and writes the environment that points fleetd at it.
+//	fleetd-demo loop [FLEET_DIR]
+//	    runs the sync loop in-process on a simulated clock: registration, a
+//	    merge, a scale-down through drain and Rancher, a TTL expiry.
 package main
 
 import (
