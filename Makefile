@@ -82,6 +82,11 @@ demo: build kube-tools
 	bin/fleetd show --all examples/fleet-repo
 	FLEETD_KUBE_ASSETS="$$(hack/kube-tools/build.sh 2>/dev/null)" $(GO) run ./cmd/fleetd-demo --fleetd bin/fleetd examples/fleet-repo
 
+# chaos kills `fleetd run` with SIGKILL at random moments during a converge on
+# the simulators, 200 times (make test runs 20 of these trials).
+chaos:
+	FLEETD_CHAOS_TRIALS=200 $(GO) test -count=1 -timeout 60m -run '^TestDaemonCrashTrials$$' -v ./cmd/fleetd-demo
+
 verify:
 	$(GO) mod tidy
 	gofmt -l . | (! grep .)

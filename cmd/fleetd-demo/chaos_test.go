@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vmware/govmomi/view"
+	"github.com/vmware/govmomi/vim25/mo"
+
+	"github.com/fleetd/fleetd/providers/aws/ec2test"
+	"github.com/fleetd/fleetd/reconcile"
+	"github.com/fleetd/fleetd/schema"
+)
+
+// buildFleetd builds the fleetd binary the crash trials run and kill.
+func buildFleetd(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "fleetd")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/fleetd")
+	cmd.Dir = filepath.Join("..", "..")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestDaemonCrashTrials kills `fleetd run` with SIGKILL at random moments
+// while it converges the example fleet on the simulators, with commits that
+// scale pools up and down pushed between trials; each restart is a new
+// process on the same work directory. At the end a last daemon converges:
+// there must be no duplicate machine, no orphaned one, and the status branch
+// must record the final revision. FLEETD_CHAOS_TRIALS sets the number of
+// trials (20 in `make test`, 200 in `make chaos`).
+func TestDaemonCrashTrials(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git binary not installed")
+	}
+	trials := 20
+	if s := os.Getenv("FLEETD_CHAOS_TRIALS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			t.Fatalf("FLEETD_CHAOS_TRIALS=%q", s)
+		}
+		trials = n
+	}
+	if testing.Short() {
+		trials = min(trials, 3)
+	}
+	ctx := context.Background()
+	bin := buildFleetd(t)
+	sb, err := StartSandbox(ctx, SandboxOptions{FleetDir: "../../examples/fleet-repo", Dir: t.TempDir(), Boot: 300 * time.Millisecond, Rancher: RancherOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	work := filepath.Join(sb.Dir, "fleetd-work")
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("FLEETD_CHAOS_SEED"); s != "" {
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("FLEETD_CHAOS_SEED=%q", s)
+		}
+	}
+	rng := rand.New(rand.NewPCG(seed, 1)) //nolint:gosec // test randomness
+	t.Logf("FLEETD_CHAOS_SEED=%d replays these trials", seed)
+
+	start := func(logName string) *exec.Cmd {
+		t.Helper()
+		logf, err := os.Create(filepath.Join(sb.Dir, logName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "run", "--repo", sb.Remote, "--branch", "main", "--work-dir", work,
+			"--listen", freeAddr(t), "--poll-interval", "1s", "--log-format", "text")
+		cmd.Env = sb.Environ()
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = logf.Close() })
+		return cmd
+	}
+	workers := []string{"    replicas: 6", "    replicas: 8"}
+	for i := range trials {
+		if i%3 == 1 {
+			// A merge changes the fleet under the daemon's feet: payments-prod
+			// scales between 6 and 8 workers.
+			from, to := workers[(i/3)%2], workers[(i/3+1)%2]
+			p := filepath.Join(sb.Work, "clusters/payments/payments-prod.yaml")
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(strings.Replace(string(b), from, to, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, args := range [][]string{{"commit", "-q", "-am", "payments: scale trial " + strconv.Itoa(i)}, {"push", "-q", "origin", "main"}} {
+				if err := sandboxGit(ctx, append([]string{"-C", sb.Work}, args...)...); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		cmd := start(fmt.Sprintf("fleetd-%03d.log", i))
+		delay := time.Duration(rng.Int64N(int64(3 * time.Second)))
+		time.Sleep(delay)
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		_ = cmd.Wait()
+		t.Logf("trial %d: killed after %v", i, delay.Round(time.Millisecond))
+	}
+
+	// The last daemon converges the fleet and stops cleanly.
+	cmd := start("fleetd-final.log")
+	deadline := time.Now().Add(3 * time.Minute)
+	var final *reconcile.StatusSet
+	head, _ := exec.Command("git", "--git-dir", sb.Remote, "rev-parse", "main").Output()
+	for time.Now().Before(deadline) {
+		time.Sleep(time.Second)
+		set, spec, err := statusOfRemote(ctx, sb.Remote)
+		if err != nil || set == nil {
+			continue
+		}
+		ready := spec == strings.TrimSpace(string(head))
+		for _, st := range set.Clusters {
+			if st.Phase != reconcile.PhaseReady {
+				ready = false
+			}
+		}
+		if ready {
+			final = set
+			break
+		}
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	if final == nil {
+		log, _ := os.ReadFile(filepath.Join(sb.Dir, "fleetd-final.log"))
+		t.Fatalf("the fleet did not converge after the crash trials; last log:\n%s", tail(string(log), 40))
+	}
+
+	// Every machine is desired, exactly once.
+	fleet, diags := schema.Load(os.DirFS(sb.Work))
+	if fleet == nil {
+		t.Fatal(diags.Error())
+	}
+	want := map[string]bool{}
+	for _, c := range fleet.Clusters {
+		for k := range c.Effective.Pools {
+			p := &c.Effective.Pools[k]
+			tmpl := reconcile.NewTemplate(&c.Effective, p)
+			for n := range p.Replicas {
+				want[reconcile.MachineName(c.Effective.Name, p.Name, tmpl.Hash, n)] = true
+			}
+		}
+	}
+	seen := map[string]int{}
+	for _, in := range sb.EC2.Instances() {
+		if in.State == ec2test.StateTerminated || in.State == ec2test.StateShuttingDown {
+			continue
+		}
+		seen[in.Tags["Name"]]++
+	}
+	vim, err := sb.VC.Client(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := view.NewManager(vim).CreateContainerView(ctx, vim.ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vms []mo.VirtualMachine
+	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name"}, &vms); err != nil {
+		t.Fatal(err)
+	}
+	for _, vm := range vms {
+		if vm.Name != sb.VC.Template && strings.Contains(vm.Name, "-") && !strings.HasPrefix(vm.Name, "DC0_") {
+			seen[vm.Name]++
+		}
+	}
+	for name, n := range seen {
+		switch {
+		case n > 1:
+			t.Errorf("machine %s exists %d times", name, n)
+		case !want[name]:
+			t.Errorf("machine %s is orphaned: no desired pool has it", name)
+		}
+	}
+	for name := range want {
+		if seen[name] == 0 {
+			t.Errorf("machine %s is missing", name)
+		}
+	}
+}
+
+// statusOfRemote reads the status branch of a bare repository: the status
+// files and the spec commit they record.
+func statusOfRemote(ctx context.Context, remote string) (*reconcile.StatusSet, string, error) {
+	names, err := exec.CommandContext(ctx, "git", "--git-dir", remote, "ls-tree", "-r", "--name-only", "fleet-status", "status/").Output()
+	if err != nil {
+		return nil, "", err
+	}
+	files := map[string][]byte{}
+	spec := ""
+	for _, n := range strings.Fields(string(names)) {
+		b, err := exec.CommandContext(ctx, "git", "--git-dir", remote, "show", "fleet-status:"+n).Output()
+		if err != nil {
+			return nil, "", err
+		}
+		files[n] = b
+	}
+	set, err := reconcile.ReadStatusFiles(files)
+	if err != nil {
+		return nil, "", err
+	}
+	for _, st := range set.Clusters {
+		spec = st.SpecCommit
+	}
+	return set, spec, nil
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
