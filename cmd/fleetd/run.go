@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -54,6 +55,8 @@ var newSyncer func(ctx context.Context, cfg RunConfig, m *metrics.Metrics, log *
 
 // onListen, when set (by tests), is told the address the server listens on.
 var onListen func(net.Addr)
+
+var klogOnce sync.Once
 
 // runOptions are `fleetd run`'s flags.
 type runOptions struct {
@@ -284,7 +287,9 @@ func (o *runOptions) restConfig() (*rest.Config, string, error) {
 // runDaemon wires and runs the daemon until ctx is done (SIGTERM, SIGINT).
 func runDaemon(ctx context.Context, o runOptions, stderr io.Writer) error {
 	log := o.logger(stderr)
-	klog.SetSlogLogger(log.With("component", "client-go"))
+	// klog's logger is global and unguarded: set it once per process,
+	// before any client-go goroutine reads it.
+	klogOnce.Do(func() { klog.SetSlogLogger(log.With("component", "client-go")) })
 
 	if o.WorkDir == "" {
 		dir, err := os.UserCacheDir()
