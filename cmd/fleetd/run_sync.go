@@ -41,9 +41,24 @@ func loopSyncer(_ context.Context, cfg RunConfig, m *metrics.Metrics, log *slog.
 			return w, closeW, err
 		},
 	}
-	return daemon.SyncerFunc(func(ctx context.Context) daemon.Outcome {
-		return outcomeOf(loop.Sync(ctx), time.Now())
-	}), nil
+	return &loopRunner{loop: loop, src: src}, nil
+}
+
+// loopRunner runs the loop for the daemon and ends its sessions on exit.
+type loopRunner struct {
+	loop *fleetsync.Loop
+	src  *fleetsync.RepoSource
+}
+
+// Sync runs one sync of the loop.
+func (r *loopRunner) Sync(ctx context.Context) daemon.Outcome {
+	return outcomeOf(r.loop.Sync(ctx), time.Now())
+}
+
+// Close ends the providers' sessions (vCenter) and releases the clone.
+func (r *loopRunner) Close(ctx context.Context) {
+	r.loop.Close(ctx)
+	_ = r.src.Close()
 }
 
 // outcomeOf reports a sync to the daemon. The error's kind is the one
