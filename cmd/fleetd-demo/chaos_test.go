@@ -243,3 +243,24 @@ func tail(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// TestDaemonDemo runs `make demo`'s scenario as a test: fleetd run against
+// the sandbox (Rancher on the test kube-apiserver when it is built)
+// converges, takes a pushed commit through a signed webhook, scales down,
+// decommissions a cluster and stops cleanly on SIGTERM.
+func TestDaemonDemo(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git binary not installed")
+	}
+	bin := buildFleetd(t)
+	var out, errb strings.Builder
+	err := Run(context.Background(), []string{"--fleetd", bin, "--dir", t.TempDir(), "--rancher", "auto", "--timeout", "4m", "../../examples/fleet-repo"}, &out, &errb)
+	if err != nil {
+		t.Fatalf("%v\n%s\n%s", err, out.String(), errb.String())
+	}
+	for _, want := range []string{"GitHub's signed webhook: 202 Accepted", "trading/trading-dev Decommissioned", "fleetd run exited cleanly", "workers 8/8"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the demo does not show %q:\n%s", want, out.String())
+		}
+	}
+}
