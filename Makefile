@@ -29,7 +29,7 @@ test: vet kube-tools unit fuzz
 
 # kube-tools builds the test kube-apiserver and etcd from their Go modules
 # (hack/kube-tools, outside fleetd's go.mod) into a cache keyed by version:
-# about 9 minutes the first time on 2 cores, instant afterwards.
+# 9 to 15 minutes the first time on 2 cores, instant afterwards.
 kube-tools:
 	@hack/kube-tools/build.sh >/dev/null
 

@@ -34,7 +34,7 @@ func (d *demo) startKubeRancher(ctx context.Context, fleet *schema.Fleet) error 
 		return err
 	}
 	if os.Getenv(kubetest.AssetsEnv) == "" {
-		d.say("   Rancher: a real kube-apiserver with a Rancher stand-in; building kube-apiserver and etcd if they are not cached yet (the first run takes about 9 minutes)")
+		d.say("   Rancher: a real kube-apiserver with a Rancher stand-in; building kube-apiserver and etcd if they are not cached yet (the first run takes 9 to 15 minutes)")
 	}
 	assets, err := kubetest.EnsureAssets(ctx, root, d.progress)
 	if err != nil {
