@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"maps"
 	"path"
 	"slices"
@@ -243,7 +244,7 @@ func ComputeStatus(in StatusInput) []*ClusterStatus {
 				continue
 			}
 			st := &ClusterStatus{APIVersion: schema.APIVersion, Kind: StatusKind, Cluster: name, Team: prev.Team,
-				Provider: prev.Provider, SpecCommit: in.Desired.Revision, Phase: PhaseDecommissioned,
+				Provider: prev.Provider, SpecCommit: cmp.Or(in.Desired.RemovedBy[name], in.Desired.Revision), Phase: PhaseDecommissioned,
 				Message: "every machine and the registration are gone", Cost: &Cost{}}
 			st.Conditions = conditions(prev, in.Now, []Condition{
 				{Type: ConditionReady, Status: "False", Reason: string(PhaseDecommissioned)},
@@ -258,7 +259,7 @@ func ComputeStatus(in StatusInput) []*ClusterStatus {
 func (ix *index) clusterStatus(pc *pairedCluster, cp *ClusterPlan, in StatusInput, prev *ClusterStatus) *ClusterStatus {
 	st := &ClusterStatus{
 		APIVersion: schema.APIVersion, Kind: StatusKind, Cluster: pc.name, Team: pc.team, Provider: cp.Provider,
-		SpecCommit: in.Desired.Revision, Protected: cp.Protected, Paused: cp.Paused, ExpiresAt: cp.ExpiresAt,
+		SpecCommit: specCommit(&in.Desired, pc.name), Protected: cp.Protected, Paused: cp.Paused, ExpiresAt: cp.ExpiresAt,
 	}
 	if pc.held != nil {
 		if pc.held.Revision != "" {
@@ -730,4 +731,18 @@ func StatusChanges(prev, next map[string][]byte) []StatusChange {
 		return strings.Compare(a.Team+"/"+a.Cluster, b.Team+"/"+b.Cluster)
 	})
 	return out
+}
+
+// specCommit is the commit a cluster's status reflects: the newest commit
+// that changed its file, when history tells it, else the synced revision.
+// A commit that changes one cluster's file thus changes that cluster's
+// status file and SUMMARY.md only, not every status file of the fleet.
+func specCommit(d *Desired, cluster string) string {
+	if c := d.ChangedBy[cluster]; c != "" {
+		return c
+	}
+	if c := d.RemovedBy[cluster]; c != "" {
+		return c
+	}
+	return d.Revision
 }
