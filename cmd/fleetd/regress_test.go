@@ -422,3 +422,23 @@ func TestBrokenClusterFileIsHeldAtItsLastValidVersion(t *testing.T) {
 		t.Errorf("data-lake did not converge while another file was broken:\n%s", r.git("show", "fleet-status:status/SUMMARY.md"))
 	}
 }
+
+// Applying a fresh clone continues the status history its origin has: the
+// local status branch starts from origin/fleet-status, not as an orphan.
+func TestApplyOnAFreshCloneContinuesTheStatusBranch(t *testing.T) {
+	r := newFleetRepo(t, time.Time{})
+	r.converge()
+	clone := filepath.Join(t.TempDir(), "clone")
+	r.git("clone", "-q", r.dir, clone)
+	r2 := &fleetRepo{t: t, dir: clone, work: t.TempDir(), w: r.w}
+	if out := r2.git("branch", "--list", "fleet-status"); out != "" {
+		t.Fatalf("the clone has a local status branch: %q", out)
+	}
+	r2.edit("clusters/data/data-lake.yaml", func(s string) string { return strings.Replace(s, "replicas: 5", "replicas: 6", 1) })
+	r2.git("commit", "-q", "-am", "data: one more worker")
+	code, out, stderr := r2.apply()
+	if code != 0 || !strings.Contains(stderr, "from origin/fleet-status") {
+		t.Fatalf("apply: exit %d\n%s\n%s", code, out, stderr)
+	}
+	r2.git("merge-base", "--is-ancestor", "origin/fleet-status", "fleet-status")
+}

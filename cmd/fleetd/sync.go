@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	gogit "github.com/go-git/go-git/v5"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/fleetd/fleetd/internal/fleetsync"
 	fgit "github.com/fleetd/fleetd/internal/git"
@@ -91,7 +92,15 @@ func applySource(dir, branch, workDir string, stderr io.Writer, logger *slog.Log
 			return nil, nil, err
 		}
 	}
-	fmt.Fprintf(stderr, "Applying the committed branch %s of %s (uncommitted changes are not applied); status is committed to its status branch\n", branch, root)
+	// Status commits continue the status branch the clone fetched from its
+	// origin, when it has no local one yet.
+	sb := statusBranchOf(fleetFileStatus(root))
+	if created, err := local.SeedBranch(sb, "refs/remotes/origin/"+sb); err != nil {
+		return nil, nil, err
+	} else if created {
+		fmt.Fprintf(stderr, "Created the local branch %s from origin/%s to continue its status history\n", sb, sb)
+	}
+	fmt.Fprintf(stderr, "Applying the committed branch %s of %s (uncommitted changes are not applied); status is committed to its branch %s\n", branch, root, sb)
 	src := &fleetsync.RepoSource{Options: fgit.Options{URL: root, Branch: branch, Dir: workDir, Logger: logger}}
 	return src, func() { _ = src.Close() }, nil
 }
@@ -112,4 +121,22 @@ func statusBranchOf(f *schema.Fleet) string {
 		return f.Spec.Status.Branch
 	}
 	return schema.DefaultStatusBranch
+}
+
+// fleetFileStatus reads the status block of DIR's fleet.yaml leniently, for
+// the status branch's name; an unreadable file gives the default.
+func fleetFileStatus(root string) *schema.Fleet {
+	data, err := os.ReadFile(filepath.Join(root, schema.FleetFile)) //nolint:gosec // the fleet repo the user named
+	if err != nil {
+		return nil
+	}
+	var doc struct {
+		Status struct {
+			Branch string `yaml:"branch"`
+		} `yaml:"status"`
+	}
+	if yaml.Unmarshal(data, &doc) != nil {
+		return nil
+	}
+	return &schema.Fleet{Spec: schema.FleetSpec{Status: schema.StatusConfig{Branch: doc.Status.Branch}}}
 }

@@ -342,3 +342,26 @@ func (l *Local) Blob(_ context.Context, hash string) ([]byte, error) {
 	}
 	return readBlob(l.repo.Storer, h)
 }
+
+// SeedBranch creates the local branch from the revision from (such as
+// origin/fleet-status) when the branch does not exist and from does, so
+// that status commits continue the shared history instead of starting an
+// orphan branch. It reports whether it created the branch; an existing
+// branch is left as it is.
+func (l *Local) SeedBranch(branch, from string) (bool, error) {
+	name := plumbing.NewBranchReferenceName(branch)
+	if err := name.Validate(); err != nil {
+		return false, fmt.Errorf("git: invalid branch name %q", branch)
+	}
+	if _, err := l.repo.Reference(name, false); err == nil {
+		return false, nil
+	}
+	h, err := l.repo.ResolveRevision(plumbing.Revision(from))
+	if err != nil {
+		return false, nil
+	}
+	if err := l.repo.Storer.SetReference(plumbing.NewHashReference(name, *h)); err != nil {
+		return false, fmt.Errorf("git: create branch %s: %w", branch, err)
+	}
+	return true, nil
+}
