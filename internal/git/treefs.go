@@ -48,15 +48,17 @@ func (r *Repo) FS(ctx context.Context, commit string) (fs.FS, error) {
 		r.noteCorrupt(err)
 		return nil, fmt.Errorf("git: read tree of commit %s: %w", h, err)
 	}
-	return &treeFS{r: r, root: c.TreeHash, mtime: c.Committer.When, trees: map[plumbing.Hash]*object.Tree{}}, nil
+	return &treeFS{r: r, root: c.TreeHash, mtime: c.Committer.When, trees: map[plumbing.Hash]*object.Tree{}, index: map[plumbing.Hash]map[string]int{}}, nil
 }
 
 type treeFS struct {
 	r     *Repo
 	root  plumbing.Hash
 	mtime time.Time
-	// trees caches decoded trees; guarded by r.mu.
+	// trees caches decoded trees, and index their entries by name (a
+	// clusters/<team> folder may hold thousands); guarded by r.mu.
 	trees map[plumbing.Hash]*object.Tree
+	index map[plumbing.Hash]map[string]int
 }
 
 var (
@@ -120,13 +122,18 @@ func (f *treeFS) resolve(op, name string) (node, error) {
 		if err != nil {
 			return node{}, &fs.PathError{Op: op, Path: strings.Join(parts[:i], "/"), Err: err}
 		}
-		found := false
-		for _, e := range t.Entries {
-			if e.Name == part {
-				n = node{name: e.Name, mode: e.Mode, hash: e.Hash}
-				found = true
-				break
+		ix, ok := f.index[n.hash]
+		if !ok {
+			ix = make(map[string]int, len(t.Entries))
+			for k, e := range t.Entries {
+				ix[e.Name] = k
 			}
+			f.index[n.hash] = ix
+		}
+		k, found := ix[part]
+		if found {
+			e := t.Entries[k]
+			n = node{name: e.Name, mode: e.Mode, hash: e.Hash}
 		}
 		if !found {
 			return node{}, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
