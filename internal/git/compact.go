@@ -20,10 +20,13 @@ import (
 // daemon running for weeks would slow down without compaction.
 const maxPacks = 16
 
-// compactLocked merges all packs but the largest (normally the clone's)
-// into one when there are more than r.packLimit. Objects are written whole,
-// which is cheap for the small packs of incremental fetches and status
-// pushes. The new pack is in place before any old one is removed, so a crash
+// compactLocked merges the small packs into one when there are more than
+// r.packLimit. Which packs are small is decided geometrically (mergeFrom):
+// a pack larger than all smaller ones together is kept, so the clone's
+// pack, the first full status commit and earlier merges are not rewritten
+// again and again, and a compaction costs about the objects added since the
+// last one. Objects are written whole, which is cheap for the small packs of
+// incremental fetches and status pushes. The new pack is in place before any old one is removed, so a crash
 // loses nothing. Failures are logged: compaction is an optimisation.
 func (r *Repo) compactLocked() {
 	if r.closed || r.st == nil {
@@ -35,7 +38,7 @@ func (r *Repo) compactLocked() {
 		return
 	}
 	slices.SortFunc(packs, func(a, b packFile) int { return cmp.Compare(b.size, a.size) })
-	small := packs[1:]
+	small := packs[mergeFrom(packs, r.packLimit):]
 	seen := map[plumbing.Hash]bool{}
 	var hashes []plumbing.Hash
 	for _, p := range small {
@@ -128,4 +131,30 @@ func packHashes(idxPath string, seen map[plumbing.Hash]bool, hashes *[]plumbing.
 		}
 	}
 	return nil
+}
+
+// mergeFrom returns the index, in packs sorted by size from the largest,
+// from which packs are merged: the first pack not larger than all the
+// smaller ones together. When every pack is, it merges the smallest ones,
+// enough to bring the count within limit.
+func mergeFrom(packs []packFile, limit int) int {
+	tail := make([]int64, len(packs)+1)
+	for i := len(packs) - 1; i >= 0; i-- {
+		tail[i] = tail[i+1] + packs[i].size
+	}
+	from := len(packs)
+	for i := range packs {
+		if packs[i].size <= tail[i+1] {
+			from = i
+			break
+		}
+	}
+	if limit > 1 && from > limit-1 {
+		from = limit - 1
+	}
+	if from >= len(packs)-1 {
+		// Nothing to merge by size: merge the two smallest at least.
+		from = max(len(packs)-2, 0)
+	}
+	return from
 }
