@@ -28,13 +28,16 @@ const maxPacks = 16
 // last one. Objects are written whole, which is cheap for the small packs of
 // incremental fetches and status pushes. The new pack is in place before any old one is removed, so a crash
 // loses nothing. Failures are logged: compaction is an optimisation.
-func (r *Repo) compactLocked() {
+func (r *Repo) compactLocked() { r.compactOverLocked(r.packLimit) }
+
+// compactOverLocked is compactLocked with another threshold.
+func (r *Repo) compactOverLocked(limit int) {
 	if r.closed || r.st == nil {
 		return
 	}
 	dir := filepath.Join(r.dir, "objects", "pack")
 	packs, err := listPacks(dir)
-	if err != nil || len(packs) <= r.packLimit {
+	if err != nil || len(packs) <= limit {
 		return
 	}
 	slices.SortFunc(packs, func(a, b packFile) int { return cmp.Compare(b.size, a.size) })

@@ -57,7 +57,11 @@ func (r *Repo) Fetch(ctx context.Context) (FetchResult, error) {
 	if err := r.usable(ctx); err != nil {
 		return FetchResult{}, err
 	}
-	defer r.compactLocked()
+	// Packs are compacted after a status push (WriteStatus), at the end of
+	// a sync: a webhook-triggered sync should reach the providers without
+	// waiting for a repack. A fetch compacts only past twice the limit, for
+	// a daemon that pushes no status (--dry-run).
+	defer r.compactOverLocked(2 * r.packLimit)
 	res, err := r.fetchTrackedLocked(ctx)
 	if err != nil && isCorruptLocal(err) {
 		// The clone lost objects it had: start over once.

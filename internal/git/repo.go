@@ -184,7 +184,7 @@ func (r *Repo) Close() error {
 // very storage.
 func openStorage(dir string) *filesystem.Storage {
 	return filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRU(objectCache),
-		filesystem.Options{MaxOpenDescriptors: maxPacks + 8})
+		filesystem.Options{MaxOpenDescriptors: 2*maxPacks + 8})
 }
 
 // errf wraps err as an *Error of step op, scrubbed of secrets.
