@@ -186,6 +186,15 @@ type Limits struct {
 }
 
 // Limits returns the policy with every default applied.
+// StatusBranch returns the branch status commits go to: status.branch, or
+// DefaultStatusBranch. A nil fleet (fleet.yaml did not load) has the default.
+func (f *Fleet) StatusBranch() string {
+	if f != nil && f.Spec.Status.Branch != "" {
+		return f.Spec.Status.Branch
+	}
+	return DefaultStatusBranch
+}
+
 func (p Policy) Limits() Limits {
 	l := Limits{
 		MaxDecommissionsPerSync:  DefaultMaxDecommissionsPerSync,

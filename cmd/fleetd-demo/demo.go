@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -196,7 +195,7 @@ func (d *demo) run(ctx context.Context, src string) error {
 	}
 	d.say("\n== status/SUMMARY.md on %s\n", rs.From)
 	d.say("%s", rs.Files[path.Join(reconcile.StatusDir, reconcile.SummaryFile)])
-	logOut, err := exec.CommandContext(ctx, "git", "-C", d.people, "log", "--format=%h %s", cmp.Or(fleet.Spec.Status.Branch, schema.DefaultStatusBranch)).Output()
+	logOut, err := exec.CommandContext(ctx, "git", "-C", d.people, "log", "--format=%h %s", fleet.StatusBranch()).Output()
 	if err != nil {
 		return fmt.Errorf("git log: %w", err)
 	}

@@ -90,7 +90,7 @@ problems (including a status branch that cannot be read); with
 			switch res.FailedAt {
 			case fleetsync.StageStatus, fleetsync.StageWorld:
 				if errors.Is(res.Err, fleetsync.ErrNoStatus) {
-					return usageError(fmt.Errorf("%w (fleet.yaml keeps status on branch %s)", res.Err, statusBranchOf(res.Fleet)))
+					return usageError(fmt.Errorf("%w (fleet.yaml keeps status on branch %s)", res.Err, res.Fleet.StatusBranch()))
 				}
 				return usageError(res.Err)
 			}

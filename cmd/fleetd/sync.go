@@ -94,7 +94,7 @@ func applySource(dir, branch, workDir string, stderr io.Writer, logger *slog.Log
 	}
 	// Status commits continue the status branch the clone fetched from its
 	// origin, when it has no local one yet.
-	sb := statusBranchOf(fleetFileStatus(root))
+	sb := fleetFileStatus(root).StatusBranch()
 	if created, err := local.SeedBranch(sb, "refs/remotes/origin/"+sb); err != nil {
 		return nil, nil, err
 	} else if created {
@@ -114,13 +114,6 @@ func observedLine(mode fleetsync.ObserveMode, res *fleetsync.Result) string {
 		return "recorded status, " + res.Previous.From
 	}
 	return "nothing: no recorded status"
-}
-
-func statusBranchOf(f *schema.Fleet) string {
-	if f != nil && f.Spec.Status.Branch != "" {
-		return f.Spec.Status.Branch
-	}
-	return schema.DefaultStatusBranch
 }
 
 // fleetFileStatus reads the status block of DIR's fleet.yaml leniently, for

@@ -62,20 +62,9 @@ func (s *DirSource) openGit() {
 		s.gitErr = fmt.Errorf("%s: the clone has no commit: %w", s.Dir, err)
 		return
 	}
-	if root := l.Root(); root != "" {
-		abs, err := filepath.Abs(s.Dir)
-		if err == nil {
-			if real, rerr := filepath.EvalSymlinks(abs); rerr == nil {
-				abs = real
-			}
-			rootReal := root
-			if r, rerr := filepath.EvalSymlinks(root); rerr == nil {
-				rootReal = r
-			}
-			if rel, rerr := filepath.Rel(rootReal, abs); rerr == nil && rel != "." && !strings.HasPrefix(rel, "..") {
-				s.prefix = filepath.ToSlash(rel)
-			}
-		}
+	if s.prefix, err = l.Rel(s.Dir); err != nil {
+		s.gitErr = err
+		return
 	}
 	s.local, s.head, s.branch = l, head, branch
 }
@@ -148,7 +137,7 @@ func (s *DirSource) ReadStatus(ctx context.Context, fleet *schema.Fleet) (Record
 		}
 		return RecordedStatus{Files: files, From: filepath.Join(s.Dir, reconcile.StatusDir) + "/"}, nil
 	}
-	sb := statusBranch(fleet)
+	sb := fleet.StatusBranch()
 	var tried []string
 	if sb == s.branch {
 		return readRev("HEAD")

@@ -47,7 +47,7 @@ func (s *RepoSource) open(ctx context.Context, fleet *schema.Fleet) (*fgit.Repo,
 	defer s.mu.Unlock()
 	want := s.Options
 	if fleet != nil {
-		want.StatusBranch = statusBranch(fleet)
+		want.StatusBranch = fleet.StatusBranch()
 		want.Author = author(fleet)
 	} else if s.repo != nil {
 		return s.repo, nil
@@ -116,9 +116,9 @@ func (s *RepoSource) ReadStatus(ctx context.Context, fleet *schema.Fleet) (Recor
 	}
 	rs := RecordedStatus{Files: files}
 	if head != "" {
-		rs.From = fmt.Sprintf("%s @ %s", statusBranch(fleet), short(head))
+		rs.From = fmt.Sprintf("%s @ %s", fleet.StatusBranch(), short(head))
 	} else {
-		rs.Warning = fmt.Sprintf("no recorded status: branch %s does not exist yet", statusBranch(fleet))
+		rs.Warning = fmt.Sprintf("no recorded status: branch %s does not exist yet", fleet.StatusBranch())
 	}
 	s.mu.Lock()
 	s.status = &rs
@@ -140,7 +140,7 @@ func (s *RepoSource) WriteStatus(ctx context.Context, fleet *schema.Fleet, files
 		s.status = nil
 		return "", false, err
 	}
-	s.status = &RecordedStatus{Files: files, From: fmt.Sprintf("%s @ %s", statusBranch(fleet), short(res.Commit))}
+	s.status = &RecordedStatus{Files: files, From: fmt.Sprintf("%s @ %s", fleet.StatusBranch(), short(res.Commit))}
 	return res.Commit, res.Committed, nil
 }
 

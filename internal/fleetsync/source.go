@@ -68,13 +68,6 @@ type Source interface {
 	WriteStatus(ctx context.Context, fleet *schema.Fleet, files map[string][]byte, msg fgit.Message) (commit string, committed bool, err error)
 }
 
-func statusBranch(f *schema.Fleet) string {
-	if f != nil && f.Spec.Status.Branch != "" {
-		return f.Spec.Status.Branch
-	}
-	return schema.DefaultStatusBranch
-}
-
 func author(f *schema.Fleet) fgit.Signature {
 	if f != nil && f.Spec.Status.Author != nil {
 		return fgit.Signature{Name: f.Spec.Status.Author.Name, Email: f.Spec.Status.Author.Email}

@@ -7,10 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	gogit "github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
 // LocalCreationTimes returns, for every file below prefix in the commit
@@ -21,78 +17,28 @@ import (
 // gogit.ErrRepositoryNotExists when dir is in no clone, and an error when the
 // history cannot be read whole (a shallow clone). It changes nothing.
 func LocalCreationTimes(ctx context.Context, dir, prefix string) (map[string]time.Time, error) {
-	repo, err := gogit.PlainOpenWithOptions(dir, &gogit.PlainOpenOptions{DetectDotGit: true})
+	l, err := OpenLocal(dir)
 	if err != nil {
 		return nil, err
 	}
-	wt, err := repo.Worktree()
-	if err != nil {
-		return nil, fmt.Errorf("git: %s: %w", dir, err)
-	}
-	absDir, err := filepath.Abs(dir)
+	rel, err := l.Rel(dir)
 	if err != nil {
 		return nil, err
 	}
-	rel, err := filepath.Rel(wt.Filesystem.Root(), absDir)
-	if err != nil || strings.HasPrefix(rel, "..") {
-		return nil, fmt.Errorf("git: %s is outside its clone %s", dir, wt.Filesystem.Root())
-	}
-	rel = filepath.ToSlash(rel)
-	base := strings.Trim(path.Clean(path.Join(rel, prefix)), "/")
-	head, err := repo.Head()
+	head, _, err := l.Head()
 	if err != nil {
-		return nil, fmt.Errorf("git: %s: %w", dir, err)
+		return nil, err
 	}
-	var chain []chainLink
-	for cur, n := head.Hash(), 0; ; n++ {
-		if n%256 == 255 {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-		}
-		c, err := object.GetCommit(repo.Storer, cur)
-		if err != nil {
-			return nil, fmt.Errorf("git: %s: read commit %s (a shallow clone?): %w", dir, cur, err)
-		}
-		chain = append(chain, chainLink{tree: c.TreeHash, when: c.Committer.When})
-		if len(c.ParentHashes) == 0 {
-			break
-		}
-		cur = c.ParentHashes[0]
+	h, err := l.History(ctx, head, path.Join(rel, prefix))
+	if err != nil {
+		return nil, err
 	}
-	tc := newTreeCache(repo.Storer)
-	times := map[string]time.Time{}
-	prev := plumbing.ZeroHash
-	for i := len(chain) - 1; i >= 0; i-- {
-		tc.step()
-		sub, err := tc.subtree(chain[i].tree, base)
-		if err != nil {
-			return nil, fmt.Errorf("git: %s: %w", dir, err)
+	out := make(map[string]time.Time, len(h.Files))
+	for p, f := range h.Files {
+		if rel != "" {
+			p = strings.TrimPrefix(p, rel+"/")
 		}
-		if sub == prev {
-			continue
-		}
-		when := chain[i].when
-		err = tc.diff(prev, sub, base, func(p string, old, cur *object.TreeEntry) error {
-			switch {
-			case old == nil:
-				times[p] = when
-			case cur == nil:
-				delete(times, p)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("git: %s: %w", dir, err)
-		}
-		prev = sub
-	}
-	if rel == "." || rel == "" {
-		return times, nil
-	}
-	out := make(map[string]time.Time, len(times))
-	for p, t := range times {
-		out[strings.TrimPrefix(p, rel+"/")] = t
+		out[p] = f.Created
 	}
 	return out, nil
 }
@@ -101,13 +47,37 @@ func LocalCreationTimes(ctx context.Context, dir, prefix string) (map[string]tim
 // when dir is in no clone. Reports that name files by their path in the
 // repository (GitLab Code Quality) join it with paths below dir.
 func LocalRoot(dir string) string {
-	repo, err := gogit.PlainOpenWithOptions(dir, &gogit.PlainOpenOptions{DetectDotGit: true})
+	l, err := OpenLocal(dir)
 	if err != nil {
 		return ""
 	}
-	wt, err := repo.Worktree()
-	if err != nil {
-		return ""
+	return l.Root()
+}
+
+// Rel returns dir's path inside the clone, slash-separated ("" at the
+// clone's root), so history paths of the clone can be matched with paths
+// below dir. Symbolic links in either path are resolved first.
+func (l *Local) Rel(dir string) (string, error) {
+	if l.root == "" {
+		return "", nil
 	}
-	return wt.Filesystem.Root()
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = r
+	}
+	root := l.root
+	if r, err := filepath.EvalSymlinks(root); err == nil {
+		root = r
+	}
+	rel, err := filepath.Rel(root, abs)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return "", fmt.Errorf("git: %s is outside its clone %s", dir, l.root)
+	}
+	if rel == "." {
+		return "", nil
+	}
+	return filepath.ToSlash(rel), nil
 }
