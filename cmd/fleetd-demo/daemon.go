@@ -330,17 +330,23 @@ func (d *daemonDemo) converge(ctx context.Context, timeout time.Duration, done f
 
 // status reads the status branch of the fleet repository.
 func (d *daemonDemo) status(ctx context.Context) (string, *reconcile.StatusSet, error) {
-	head, err := exec.CommandContext(ctx, "git", "--git-dir", d.sb.Remote, "rev-parse", "--verify", "-q", "fleet-status").Output()
+	return remoteStatus(ctx, d.sb.Remote)
+}
+
+// remoteStatus reads the fleet-status branch of a bare repository: its
+// head and the status files parsed.
+func remoteStatus(ctx context.Context, remote string) (string, *reconcile.StatusSet, error) {
+	head, err := exec.CommandContext(ctx, "git", "--git-dir", remote, "rev-parse", "--verify", "-q", "fleet-status").Output()
 	if err != nil {
 		return "", nil, err
 	}
-	names, err := exec.CommandContext(ctx, "git", "--git-dir", d.sb.Remote, "ls-tree", "-r", "--name-only", "fleet-status", "status/").Output()
+	names, err := exec.CommandContext(ctx, "git", "--git-dir", remote, "ls-tree", "-r", "--name-only", "fleet-status", "status/").Output()
 	if err != nil {
 		return "", nil, err
 	}
 	files := map[string][]byte{}
 	for _, n := range strings.Fields(string(names)) {
-		b, err := exec.CommandContext(ctx, "git", "--git-dir", d.sb.Remote, "show", "fleet-status:"+n).Output()
+		b, err := exec.CommandContext(ctx, "git", "--git-dir", remote, "show", "fleet-status:"+n).Output()
 		if err != nil {
 			return "", nil, err
 		}
