@@ -18,14 +18,6 @@ type ApplyOptions struct {
 	// Logger receives a line before every action (default: the context's
 	// logger, see WithLogger).
 	Logger *slog.Logger
-	// Retries is how often a transient failure is retried within the sync
-	// (default none: the SDKs and transports retry their calls, and a
-	// cluster that still fails asks for the next sync after a backoff; a
-	// second retry layer would multiply the calls).
-	Retries int
-	// Backoff is the first retry delay, doubled each time (default 1s). A
-	// cluster still failing asks for a sync again after 8 × Backoff.
-	Backoff time.Duration
 	// Requeue is how soon to sync again while something is in progress
 	// (default 15s).
 	Requeue time.Duration
@@ -36,8 +28,6 @@ func (o ApplyOptions) withDefaults(ctx context.Context) ApplyOptions {
 	if o.Logger == nil {
 		o.Logger = LoggerFrom(ctx)
 	}
-	o.Retries = max(o.Retries, 0)
-	o.Backoff = cmp.Or(o.Backoff, time.Second)
 	o.Requeue = cmp.Or(o.Requeue, 15*time.Second)
 	return o
 }
@@ -155,8 +145,6 @@ func Apply(ctx context.Context, p Plan, w World, opts ApplyOptions) ApplyResult 
 			if errors.As(c.Err, &we) && we.After > 0 {
 				after = we.After
 			}
-		case ReactRetry:
-			after = 8 * opts.Backoff
 		}
 		if after > 0 && (res.Requeue == 0 || after < res.Requeue) {
 			res.Requeue = after
@@ -183,7 +171,10 @@ func (ap *applier) run(ctx context.Context, log *slog.Logger) (int, error) {
 			return done, err
 		}
 		alog := log.With("provider", cmp.Or(a.Provider, ap.cp.Provider))
-		err := ap.retry(WithLogger(ctx, alog), alog, a)
+		// No retry here: the SDKs and transports retry their own calls,
+		// and a cluster that still fails backs off across syncs (the
+		// loop's per-cluster backoff), so calls are never multiplied.
+		err := ap.do(WithLogger(ctx, alog), alog, a)
 		if err != nil {
 			var we *WaitError
 			if errors.As(err, &we) {
@@ -198,25 +189,6 @@ func (ap *applier) run(ctx context.Context, log *slog.Logger) (int, error) {
 		done++
 	}
 	return done, nil
-}
-
-func (ap *applier) retry(ctx context.Context, log *slog.Logger, a *Action) error {
-	delay := ap.opts.Backoff
-	for attempt := 0; ; attempt++ {
-		err := ap.do(ctx, log, a)
-		if err == nil || Classify(err) != ReactRetry || attempt >= ap.opts.Retries {
-			return err
-		}
-		log.Warn("Retrying after a transient error", "action", a.Kind.String(), "error", err, "delay", delay)
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return errors.Join(err, ctx.Err())
-		case <-t.C:
-		}
-		delay *= 2
-	}
 }
 
 func (ap *applier) do(ctx context.Context, log *slog.Logger, a *Action) error {

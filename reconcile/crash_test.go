@@ -50,7 +50,7 @@ func crashSync(h *harness, k int, lostReply bool) int {
 	if k >= 0 {
 		h.w.Inject(reconciletest.CrashAfter(k, lostReply))
 	}
-	reconcile.Apply(context.Background(), p, h.world, reconcile.ApplyOptions{Concurrency: 1, Retries: -1,
+	reconcile.Apply(context.Background(), p, h.world, reconcile.ApplyOptions{Concurrency: 1,
 		Logger: slog.New(slog.NewTextHandler(h.logs, nil))})
 	h.w.ClearFaults()
 	h.w.Settle()
@@ -116,7 +116,7 @@ func TestCrashEveryCallConcurrent(t *testing.T) {
 		o := h.observe()
 		p := reconcile.Compute(h.desired(), o, h.fleet.F.Spec.Policy.Limits(), h.w.Now())
 		h.w.Inject(reconciletest.CrashAfter(k, k%2 == 0))
-		reconcile.Apply(context.Background(), p, h.world, reconcile.ApplyOptions{Retries: -1, Logger: slog.New(slog.DiscardHandler)})
+		reconcile.Apply(context.Background(), p, h.world, reconcile.ApplyOptions{Logger: slog.New(slog.DiscardHandler)})
 		h.w.ClearFaults()
 		h.w.Settle()
 		h.converge(40)

@@ -50,6 +50,21 @@ type Desired struct {
 	// Revision failed in a way only a change can fix (StalledError), with
 	// the error: their actions are not retried until the revision changes.
 	Stalled map[string]string
+	// Backoff are, by cluster name, clusters whose last attempt failed in a
+	// way that may pass (TransientError) and whose backoff has not run out
+	// at the sync's time: their actions are held back, so a throttled
+	// provider is not called again at every sync.
+	Backoff map[string]Backoff
+}
+
+// Backoff holds a cluster's actions back after transient failures.
+type Backoff struct {
+	// Until is when the cluster's actions run again.
+	Until time.Time
+	// Failures counts the consecutive failed attempts.
+	Failures int
+	// Reason is the last failure.
+	Reason string
 }
 
 // Held is a cluster whose file is rejected now.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/fleetd/fleetd/schema"
 )
@@ -32,6 +33,10 @@ func Gate(p Plan, d Desired, l schema.Limits) Plan {
 				block(a, "stalled at this revision: "+d.Stalled[cp.Name]+"; not retried until the fleet repo changes", false)
 			case cp.Paused:
 				block(a, "cluster is paused: it is observed and reported, never changed", false)
+			case d.Backoff[cp.Name].Failures > 0:
+				b := d.Backoff[cp.Name]
+				block(a, fmt.Sprintf("backing off after %s: retried at %s; last error: %s",
+					count(b.Failures, "transient failure"), b.Until.UTC().Format(time.RFC3339), b.Reason), false)
 			case a.Decommission && cp.Removed && d.FactsError != "":
 				block(a, "the git history cannot tell whether the cluster was protected when its file was removed ("+d.FactsError+"): nothing is decommissioned until it can", false)
 			case a.Decommission && cp.Removed && d.Unproven[cp.Name] != "":

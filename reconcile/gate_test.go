@@ -58,6 +58,7 @@ func TestGate(t *testing.T) {
 				c := h.add(reconciletest.Cluster{Name: "tmp", TTL: time.Hour, Protected: true})
 				h.existing(c)
 				h.created["tmp"] = h.w.Now().Add(-2 * time.Hour)
+				h.w.Launched("tmp", h.w.Now().Add(-2*time.Hour))
 				return []string{"tmp delete-machines " + name(c, "control", 0) + "," + name(c, "workers", 0) + " [blocked]"}
 			},
 			reason: "TTL expired",
@@ -68,8 +69,10 @@ func TestGate(t *testing.T) {
 				c := h.add(reconciletest.Cluster{Name: "tmp", TTL: time.Hour})
 				h.existing(c)
 				h.created["tmp"] = h.w.Now().Add(-time.Hour)
+				h.w.Launched("tmp", h.w.Now().Add(-time.Hour))
 				h.existing(h.add(reconciletest.Cluster{Name: "young", TTL: time.Hour}))
 				h.created["young"] = h.w.Now().Add(-59 * time.Minute)
+				h.w.Launched("young", h.w.Now().Add(-59*time.Minute))
 				fleetOf(h, 2)
 				return []string{"tmp delete-machines " + name(c, "control", 0) + "," + name(c, "workers", 0)}
 			},
@@ -148,6 +151,7 @@ func TestGate(t *testing.T) {
 				for _, c := range cs {
 					c.Effective.TTL = time.Hour
 					h.created[c.Spec.Name] = h.w.Now().Add(-2 * time.Hour)
+					h.w.Launched(c.Spec.Name, h.w.Now().Add(-2*time.Hour))
 					want = append(want, c.Spec.Name+" delete-machines "+name(c, "control", 0)+","+name(c, "workers", 0)+" [blocked]")
 				}
 				return want
@@ -165,6 +169,7 @@ func TestGate(t *testing.T) {
 				for _, c := range cs {
 					c.Effective.TTL = time.Hour
 					h.created[c.Spec.Name] = h.w.Now().Add(-2 * time.Hour)
+					h.w.Launched(c.Spec.Name, h.w.Now().Add(-2*time.Hour))
 					h.changedBy[c.Spec.Name] = "7717a11000000000000000000000000000000000"
 					want = append(want, c.Spec.Name+" delete-machines "+name(c, "control", 0)+","+name(c, "workers", 0))
 				}
@@ -260,6 +265,7 @@ func TestExpiresAt(t *testing.T) {
 	h := newHarness(t, false)
 	h.add(reconciletest.Cluster{Name: "tmp", TTL: 48 * time.Hour})
 	h.created["tmp"] = t0
+	h.w.Launched("tmp", t0)
 	p := h.plan()
 	cp := p.Cluster("tmp")
 	if cp.ExpiresAt == nil || !cp.ExpiresAt.Equal(t0.Add(48*time.Hour)) || cp.Expired {

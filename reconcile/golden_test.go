@@ -89,9 +89,11 @@ func goldenScenario(t *testing.T) *harness {
 	qa := h.add(reconciletest.Cluster{Name: "qa-pr-77", Team: "qa", TTL: 48 * time.Hour, Pools: []reconciletest.Pool{{Name: "all", Roles: []string{"etcd", "controlplane", "worker"}, Replicas: 1, Size: "medium"}}})
 	h.existing(qa)
 	h.created["qa-pr-77"] = t0.Add(-48 * time.Hour)
+	h.w.Launched("qa-pr-77", t0.Add(-48*time.Hour))
 	qa2 := h.add(reconciletest.Cluster{Name: "qa-pr-80", Team: "qa", TTL: 2 * time.Hour, Pools: []reconciletest.Pool{{Name: "all", Roles: []string{"etcd", "controlplane", "worker"}, Replicas: 1, Size: "unpriced"}}})
 	h.existing(qa2)
 	h.created["qa-pr-80"] = t0.Add(-90 * time.Minute)
+	h.w.Launched("qa-pr-80", t0.Add(-90*time.Minute))
 
 	old := h.add(reconciletest.Cluster{Name: "trading-old", Team: "trading", Provider: "dc1"})
 	h.existing(old)

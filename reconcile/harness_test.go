@@ -67,7 +67,7 @@ func (h *harness) reconciler() *reconcile.Reconciler {
 		World:  h.world,
 		Logger: slog.New(slog.NewTextHandler(h.logs, nil)),
 		DryRun: h.dryRun,
-		Apply:  reconcile.ApplyOptions{Backoff: time.Microsecond, Retries: -1},
+		Apply:  reconcile.ApplyOptions{},
 	}
 }
 

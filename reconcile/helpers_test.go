@@ -30,7 +30,7 @@ func (h *harness) plan() reconcile.Plan {
 
 // apply runs a plan against the fake world.
 func (h *harness) apply(p reconcile.Plan) reconcile.ApplyResult {
-	return reconcile.Apply(context.Background(), p, h.world, reconcile.ApplyOptions{Backoff: 1, Retries: -1,
+	return reconcile.Apply(context.Background(), p, h.world, reconcile.ApplyOptions{
 		Logger: slog.New(slog.NewTextHandler(h.logs, nil))})
 }
 

@@ -208,6 +208,25 @@ func newIndex(d *Desired, o *Observed, now time.Time) *index {
 	return ix
 }
 
+// ttlBase is when a temporary cluster's ttl starts: the commit that created
+// its file, but never before the launch of the cluster's earliest machine.
+// A commit's date is whatever its committer's clock or a force-push says;
+// a launch time is the provider's, so a backdated history cannot expire a
+// cluster whose machines have not lived for the ttl. Later dates only
+// postpone an expiry.
+func ttlBase(created time.Time, machines []*Machine) time.Time {
+	var first time.Time
+	for _, m := range machines {
+		if !m.CreatedAt.IsZero() && (first.IsZero() || m.CreatedAt.Before(first)) {
+			first = m.CreatedAt
+		}
+	}
+	if first.After(created) {
+		return first
+	}
+	return created
+}
+
 func (ix *index) pairCluster(pc *pairedCluster) {
 	slices.SortFunc(pc.machines, func(a, b *Machine) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID)) })
 	if pc.team == "" {
@@ -226,7 +245,7 @@ func (ix *index) pairCluster(pc *pairedCluster) {
 	}
 	if s := pc.spec; s != nil && s.TTL > 0 {
 		if created, ok := ix.d.CreatedAt[pc.name]; ok {
-			exp := created.Add(s.TTL).UTC()
+			exp := ttlBase(created, pc.machines).Add(s.TTL).UTC()
 			pc.expiresAt = &exp
 			pc.expired = !exp.After(ix.now)
 		}

@@ -58,6 +58,18 @@ func (ds Diagnostics) HasErrors() bool {
 	return slices.ContainsFunc(ds, func(d Diagnostic) bool { return d.Severity == SeverityError })
 }
 
+// Unreadable returns the diagnostics of folders and files that could not be
+// read (CheckRead): a fleet loaded with any is missing what they name.
+func (ds Diagnostics) Unreadable() Diagnostics {
+	var out Diagnostics
+	for _, d := range ds {
+		if d.Check == CheckRead {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // Sort orders diagnostics by file, line, column, field and message.
 func (ds Diagnostics) Sort() {
 	slices.SortStableFunc(ds, func(a, b Diagnostic) int {

@@ -162,6 +162,18 @@ func (l *loader) creationOrder(a, b *file) int {
 	return strings.Compare(a.path, b.path)
 }
 
+// CheckRead marks the diagnostics of a tree that could not be read whole:
+// a folder or file whose read failed (a missing git object, an I/O error),
+// as opposed to one whose content is wrong. A fleet loaded with such a
+// diagnostic lacks what could not be read, and nothing may take that lack
+// as a removal (see Diagnostics.Unreadable).
+const CheckRead = "read"
+
+// readError reports a folder or file that could not be read.
+func (l *loader) readError(p, format string, args ...any) {
+	l.fileError(p, CheckRead, format, args...)
+}
+
 func (l *loader) fileError(p, check, format string, args ...any) {
 	l.diags = append(l.diags, Diagnostic{Severity: SeverityError, Path: p, Check: check, Message: fmt.Sprintf(format, args...)})
 }
@@ -173,7 +185,7 @@ func (l *loader) discover() []*file {
 	var files []*file
 	root, err := fs.ReadDir(l.fsys, ".")
 	if err != nil {
-		l.fileError(".", "layout", "cannot read the fleet repo: %v", err)
+		l.readError(".", "cannot read the fleet repo: %v", err)
 		return nil
 	}
 	byName := map[string]fs.DirEntry{}
@@ -200,7 +212,7 @@ func (l *loader) discover() []*file {
 	}
 	teams, err := fs.ReadDir(l.fsys, ClustersDir)
 	if err != nil {
-		l.fileError(ClustersDir, "layout", "cannot read: %v", err)
+		l.readError(ClustersDir, "cannot read: %v", err)
 		return files
 	}
 	count := 0
@@ -219,7 +231,7 @@ func (l *loader) discover() []*file {
 		}
 		entries, err := fs.ReadDir(l.fsys, tp)
 		if err != nil {
-			l.fileError(tp, "layout", "cannot read: %v", err)
+			l.readError(tp, "cannot read: %v", err)
 			continue
 		}
 		count += len(entries)
@@ -320,14 +332,25 @@ func (l *loader) parseFile(f *file) {
 				f.fromCache(p)
 				return
 			}
-			defer func() { l.cache.put(key, f.toCache()) }()
+			// A read that fails is not a property of the content: it is
+			// never cached, so the next load reads the file again.
+			defer func() {
+				if !slices.ContainsFunc(f.diags, func(d Diagnostic) bool { return d.Check == CheckRead }) {
+					l.cache.put(key, f.toCache())
+				}
+			}()
 		}
 	}
 	if data == nil && err == nil {
 		data, err = readBounded(l.fsys, f.path)
 	}
 	if err != nil {
-		f.diags = append(f.diags, Diagnostic{Severity: SeverityError, Path: f.path, Check: "size", Message: err.Error()})
+		check := "size"
+		var re *readErr
+		if errors.As(err, &re) {
+			check = CheckRead
+		}
+		f.diags = append(f.diags, Diagnostic{Severity: SeverityError, Path: f.path, Check: check, Message: err.Error()})
 		return
 	}
 	doc, perr := parseDocument(f.path, data)
@@ -396,7 +419,7 @@ func (f *file) checkKind(want string) bool {
 func readBounded(fsys fs.FS, p string) ([]byte, error) {
 	fh, err := fsys.Open(p)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read: %w", unwrapPathError(err))
+		return nil, &readErr{unwrapPathError(err)}
 	}
 	defer fh.Close()
 	size := int64(512)
@@ -415,7 +438,7 @@ func readBounded(fsys fs.FS, p string) ([]byte, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("cannot read: %w", unwrapPathError(err))
+			return nil, &readErr{unwrapPathError(err)}
 		}
 		if len(buf) > maxFileSize {
 			return nil, fmt.Errorf("the file is larger than 1 MiB: fleet files may be at most 1 MiB")
@@ -426,6 +449,12 @@ func readBounded(fsys fs.FS, p string) ([]byte, error) {
 	}
 	return buf, nil
 }
+
+// readErr is a file that could not be read, as opposed to one too large.
+type readErr struct{ err error }
+
+func (e *readErr) Error() string { return "cannot read: " + e.err.Error() }
+func (e *readErr) Unwrap() error { return e.err }
 
 func unwrapPathError(err error) error {
 	var pe *fs.PathError

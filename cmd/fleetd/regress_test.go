@@ -82,6 +82,16 @@ func (r *fleetRepo) converge() {
 	applyUntilConverged(r.t, r.dir, r.w, "--work-dir", r.work)
 }
 
+// launchedAt makes every machine's launch time at, as if the fleet had been
+// made then: a ttl runs from the later of the creating commit's date and
+// the first machine's launch.
+func (r *fleetRepo) launchedAt(at time.Time) {
+	r.t.Helper()
+	for _, f := range clusterFiles(r.t, r.dir) {
+		r.w.Launched(strings.TrimSuffix(filepath.Base(f), ".yaml"), at)
+	}
+}
+
 // live counts the machines of cluster in the fake world that are not being
 // deleted.
 func (r *fleetRepo) live(cluster string) int {
@@ -160,8 +170,10 @@ func TestClusterUnknownToHistoryIsLeftAlone(t *testing.T) {
 // One commit that gives every cluster a short TTL is a mass decommission:
 // the prune guard holds it until policy.confirmPrune names that commit.
 func TestTTLForEveryClusterTripsThePruneGuard(t *testing.T) {
-	r := newFleetRepo(t, time.Now().Add(-72*time.Hour))
+	created := time.Now().Add(-72 * time.Hour)
+	r := newFleetRepo(t, created)
 	r.converge()
+	r.launchedAt(created)
 	r.date = time.Time{}
 	for _, f := range clusterFiles(t, r.dir) {
 		rel, _ := filepath.Rel(r.dir, f)
@@ -249,6 +261,10 @@ func TestLongerTTLMovesTheExpiry(t *testing.T) {
 	created := time.Now().Add(-24 * time.Hour).UTC().Truncate(time.Second)
 	r := newFleetRepo(t, created)
 	r.converge()
+	r.launchedAt(created)
+	if code, out, stderr := r.apply(); code != 0 {
+		t.Fatalf("apply: exit %d\n%s\n%s", code, out, stderr)
+	}
 	if st := r.git("show", "fleet-status:status/qa/qa-pr-77.yaml"); !strings.Contains(st, created.Add(48*time.Hour).Format(time.RFC3339)) {
 		t.Fatalf("status of qa-pr-77 lacks its expiry:\n%s", st)
 	}

@@ -66,7 +66,7 @@ func (r *loopRunner) Close(ctx context.Context) {
 // stalled spec never stops the daemon from retrying another's transient
 // failure.
 func outcomeOf(res *fleetsync.Result, now time.Time) daemon.Outcome {
-	o := daemon.Outcome{Requeue: res.Requeue}
+	o := daemon.Outcome{Requeue: res.Requeue, RetryAfter: res.RetryAfter}
 	if s := res.Snapshot; s != nil {
 		o.Revision, o.FetchDuration = s.Revision, s.FetchDuration
 	}

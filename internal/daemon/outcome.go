@@ -40,6 +40,10 @@ type Outcome struct {
 	// draining): sync again after Requeue, or after the daemon's short
 	// re-sync when that is sooner.
 	Requeue time.Duration
+	// RetryAfter > 0 says a cluster backs off after transient failures of
+	// its own: sync again after RetryAfter at the latest (the loop holds the
+	// cluster's actions until then, so an earlier sync does not call it).
+	RetryAfter time.Duration
 	// Err is the sync's error, nil on success. Its kind, per
 	// reconcile.Classify, decides when the next sync runs (see NextDelay).
 	// Per-cluster errors are joined; the most severe kind wins.

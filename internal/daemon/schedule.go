@@ -109,6 +109,10 @@ func (s Schedule) NextDelay(o Outcome, failures int, rnd func() float64) (time.D
 	if o.Requeue > 0 {
 		d = min(d, s.resync(o.Requeue))
 	}
+	if o.RetryAfter > 0 {
+		// A cluster's own backoff: its next attempt, not sooner.
+		d = min(d, max(s.MinResync, o.RetryAfter))
+	}
 	return d, failures
 }
 

@@ -2,6 +2,7 @@ package fleetsync
 
 import (
 	"errors"
+	"math/rand/v2"
 	"time"
 
 	"github.com/fleetd/fleetd/reconcile"
@@ -25,6 +26,7 @@ const (
 //   - anything else: report, and sync again at the poll interval.
 func (l *Loop) decide(res *Result) {
 	res.Requeue = res.Sync.Requeue
+	res.RetryAfter = l.retryAfter(l.now())
 	res.Reaction = reactionOf(res.Err)
 	if res.Reaction == reconcile.ReactNone && res.Requeue > 0 {
 		res.Reaction = reconcile.ReactRequeue
@@ -81,4 +83,65 @@ func isKinded(e error) bool {
 		return true
 	}
 	return false
+}
+
+// noteFailures keeps each cluster's backoff across syncs: a cluster whose
+// actions failed transiently waits MinBackoff, doubling with each
+// consecutive failure up to MaxBackoff (jittered by ±20%), before its
+// actions run again; one that ran without failing starts over. Clusters
+// held back this sync (held) keep their backoff as it is.
+func (l *Loop) noteFailures(a *reconcile.ApplyResult, held map[string]reconcile.Backoff, now time.Time) {
+	ran := map[string]bool{}
+	for _, c := range a.Clusters {
+		ran[c.Cluster] = true
+		if c.Reaction != reconcile.ReactRetry {
+			delete(l.backoff, c.Cluster)
+			continue
+		}
+		b := l.backoff[c.Cluster]
+		b.Failures++
+		b.Until = now.Add(l.backoffDelay(b.Failures))
+		b.Reason = c.Err.Error()
+		if l.backoff == nil {
+			l.backoff = map[string]reconcile.Backoff{}
+		}
+		l.backoff[c.Cluster] = b
+		l.logger().Warn("Cluster backs off after a transient failure", "cluster", c.Cluster,
+			"failures", b.Failures, "until", b.Until.Format(time.RFC3339), "error", b.Reason)
+	}
+	for name := range l.backoff {
+		if _, ok := held[name]; !ok && !ran[name] && !l.backoff[name].Until.After(now) {
+			// Nothing left to retry for it (its actions are gone).
+			delete(l.backoff, name)
+		}
+	}
+}
+
+// backoffDelay is the wait after the n-th consecutive transient failure.
+func (l *Loop) backoffDelay(n int) time.Duration {
+	d := MinBackoff
+	for i := 1; i < n && d < MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, MaxBackoff)
+	rnd := l.rand
+	if rnd == nil {
+		rnd = rand.Float64
+	}
+	d = time.Duration(float64(d) * (0.8 + 0.4*rnd()))
+	return max(MinBackoff, min(d, MaxBackoff))
+}
+
+// retryAfter is how long until the first cluster's backoff runs out (0
+// when none backs off): the next sync is due then at the latest.
+func (l *Loop) retryAfter(now time.Time) time.Duration {
+	var first time.Duration
+	for _, b := range l.backoff {
+		if d := b.Until.Sub(now); d > 0 && (first == 0 || d < first) {
+			first = d
+		} else if d <= 0 {
+			return MinBackoff
+		}
+	}
+	return first
 }

@@ -83,7 +83,7 @@ func (s *DirSource) Snapshot(context.Context) (*Snapshot, error) {
 		return nil, fmt.Errorf("%s is not a directory", s.Dir)
 	}
 	s.openGit()
-	snap := &Snapshot{FS: os.DirFS(s.Dir), Describe: "the files in " + s.Dir, Changed: true}
+	snap := &Snapshot{FS: os.DirFS(s.Dir), Describe: "the files in " + s.Dir, Changed: true, WorkTree: true}
 	if s.local == nil {
 		snap.HistoryError = s.gitErr.Error()
 		return snap, nil

@@ -3,6 +3,7 @@ package fleetsync
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -43,7 +44,7 @@ func (l *Loop) desiredFrom(ctx context.Context, snap *Snapshot, fleet *schema.Fl
 	if fleet == nil {
 		return d, nil
 	}
-	switch {
+	switch unread := diags.Unreadable(); {
 	case snap.History == nil:
 		d.FactsError = snap.HistoryError
 		return d, nil
@@ -51,6 +52,17 @@ func (l *Loop) desiredFrom(ctx context.Context, snap *Snapshot, fleet *schema.Fl
 		d.FactsError = herr.Error()
 		l.logger().Warn("Safety facts unavailable: nothing is decommissioned and no TTL expires", "error", herr)
 		return d, nil
+	case len(unread) > 0:
+		// What could not be read is missing from the fleet, not removed
+		// from it: the history's files would otherwise look deleted.
+		d.FactsError = fmt.Sprintf("%s was not read whole (%s)", snap.Describe, unread[0])
+		l.logger().Warn("Safety facts unavailable: nothing is decommissioned and no TTL expires", "error", d.FactsError)
+		return d, nil
+	case snap.Rewritten:
+		// Whoever force-pushes sets the commits' dates; the next sync,
+		// with the branch no longer moving backwards, decides again.
+		d.FactsError = fmt.Sprintf("the tracked branch was rewritten (force-pushed) before %s: no TTL expires and nothing is decommissioned in this sync", snap.Describe)
+		l.logger().Warn("Tracked branch rewritten: no TTL expires and nothing is decommissioned in this sync", "revision", snap.Revision)
 	}
 	d.CreatedAt = make(map[string]time.Time, len(fleet.Clusters))
 	d.ChangedBy = make(map[string]string, len(fleet.Clusters))
@@ -138,9 +150,13 @@ type candidate struct {
 // the commit that removed its file and whether it was protected in the last
 // version that declared it. A cluster whose history shows neither is
 // Unproven, and is never decommissioned.
-func (l *Loop) removals(ctx context.Context, d *reconcile.Desired, h *fgit.History, snap *Snapshot, o reconcile.Observed) {
+//
+// It fails when the history shows a cluster file in the commit's tree that
+// the load did not see: the tree was not read whole, d.FactsError says so,
+// and the sync is to be tried again.
+func (l *Loop) removals(ctx context.Context, d *reconcile.Desired, h *fgit.History, snap *Snapshot, o reconcile.Observed) error {
 	if d.Fleet == nil || d.FactsError != "" || h == nil {
-		return
+		return nil
 	}
 	declared := map[string]bool{}
 	present := map[string]bool{}
@@ -169,16 +185,33 @@ func (l *Loop) removals(ctx context.Context, d *reconcile.Desired, h *fgit.Histo
 		}
 	}
 	if len(teams) == 0 {
-		return
+		return nil
 	}
 	var cands []candidate
 	for p, r := range h.Removed {
 		cands = append(cands, candidate{path: p, blob: r.Last.Blob, by: r.By, at: r.At})
 	}
+	diagnosed := map[string]bool{}
+	for _, dg := range d.Diagnostics {
+		diagnosed[path.Join(snap.Prefix, dg.Path)] = true
+	}
 	for p, f := range h.Files {
-		if !present[p] && !strings.HasPrefix(path.Base(p), ".") {
-			cands = append(cands, candidate{path: p, blob: f.Blob, at: time.Now()})
+		if present[p] || strings.HasPrefix(path.Base(p), ".") {
+			continue
 		}
+		if !snap.WorkTree {
+			// The tree is HistoryCommit's own: a file its history has
+			// there that the load neither loaded nor reported on was not
+			// read. That is never a removal.
+			if !diagnosed[p] && isClusterFilePath(strings.TrimPrefix(strings.TrimPrefix(p, snap.Prefix), "/")) {
+				d.FactsError = fmt.Sprintf("%s has %s, but loading the tree did not see it: the tree was not read whole", snap.Describe, p)
+				return errors.New(d.FactsError)
+			}
+			continue
+		}
+		// A person's directory: a file the commit has and the directory
+		// lacks was deleted there, and the plan shows what that does.
+		cands = append(cands, candidate{path: p, blob: f.Blob, at: time.Now()})
 	}
 	// Newest removals first, so a name declared by several removed files
 	// takes its last one.
@@ -244,6 +277,18 @@ func (l *Loop) removals(ctx context.Context, d *reconcile.Desired, h *fgit.Histo
 		}
 	}
 	slices.Sort(d.Protected)
+	return nil
+}
+
+// isClusterFilePath reports whether p (relative to the fleet repo's root)
+// is where the loader reads a cluster file: clusters/<team>/<name>.yaml|yml.
+func isClusterFilePath(p string) bool {
+	parts := strings.Split(p, "/")
+	if len(parts) != 3 || parts[0] != schema.ClustersDir {
+		return false
+	}
+	ext := path.Ext(parts[2])
+	return (ext == ".yaml" || ext == ".yml") && len(parts[2]) > len(ext)
 }
 
 // declaration reads the name and protected flag of one version of a

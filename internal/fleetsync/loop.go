@@ -62,6 +62,11 @@ type Loop struct {
 	parse    schema.ParseCache
 	prevSet  *parsedStatus
 	last     *lastSync
+	// backoff holds, by cluster, the consecutive transient failures of
+	// its actions and when they may run again.
+	backoff map[string]reconcile.Backoff
+	// rand returns numbers in [0, 1) for the backoff's jitter.
+	rand func() float64
 }
 
 type stall struct{ msg string }
@@ -147,6 +152,9 @@ type Result struct {
 	// to sync again (0: at the poll interval).
 	Reaction reconcile.Reaction
 	Requeue  time.Duration
+	// RetryAfter > 0 says a cluster backs off after transient failures:
+	// sync again after this long at the latest, when its backoff runs out.
+	RetryAfter time.Duration
 }
 
 func (r *Result) fail(stage Stage, err error) {
@@ -192,6 +200,19 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 		fleet, diags = schema.Load(snap.FS, schema.WithParseCache(&l.parse), schema.WithCreationTimes(created))
 		l.loaded = &loaded{rev: snap.Head, fleet: fleet, diags: diags}
 	}
+	unread := diags.Unreadable()
+	if len(unread) > 0 {
+		// A tree that was not read whole is read again by the next sync,
+		// and what it lacks is not a removal (see desiredFrom).
+		l.loaded = nil
+		res.fail(StageLoad, reconcile.Transient(fmt.Errorf("%s was not read whole (%s): nothing is decommissioned and no TTL expires until it is", snap.Describe, unread[0])))
+	}
+	if herr != nil {
+		res.fail(StageLoad, reconcile.Transient(fmt.Errorf("read the history of %s: %w", snap.Describe, herr)))
+	}
+	if snap.StatusMoved != "" {
+		log.Warn("Status branch changed outside fleetd", "reason", snap.StatusMoved)
+	}
 	res.Fleet, res.Diagnostics = fleet, diags
 	res.Loaded = fleet != nil
 	d, hist := l.desiredFrom(ctx, snap, fleet, diags, hist, herr, now)
@@ -203,6 +224,14 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 			d.Stalled = map[string]string{}
 		}
 		d.Stalled[name] = s.msg
+	}
+	for name, b := range l.backoff {
+		if b.Until.After(now) {
+			if d.Backoff == nil {
+				d.Backoff = map[string]reconcile.Backoff{}
+			}
+			d.Backoff[name] = b
+		}
 	}
 
 	prev, err := l.Source.ReadStatus(ctx, fleet)
@@ -234,6 +263,8 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 	}
 	var observed reconcile.Observed
 	switch {
+	case fleet == nil && len(unread) > 0:
+		// Already failed above, as a read to try again.
 	case fleet == nil:
 		res.fail(StageLoad, reconcile.Stalled(errors.New("fleet.yaml is invalid: nothing changes until it is fixed")))
 	case l.Observe == ObserveStatus:
@@ -254,7 +285,10 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 			res.Unreachable = oerr
 		}
 	}
-	l.removals(ctx, &d, hist, snap, observed)
+	if err := l.removals(ctx, &d, hist, snap, observed); err != nil {
+		log.Warn("Safety facts unavailable: nothing is decommissioned and no TTL expires", "error", err)
+		res.fail(StageLoad, reconcile.Transient(fmt.Errorf("%w: nothing is decommissioned and no TTL expires until it is", err)))
+	}
 	res.Desired = d
 	res.Sync = r.SyncObserved(ctx, d, observed, prevSet, now)
 	if a := res.Sync.Applied; a != nil {
@@ -266,6 +300,7 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 				l.stalled[c.Cluster] = stall{msg: c.Err.Error()}
 			}
 		}
+		l.noteFailures(a, d.Backoff, now)
 		// A cluster waiting for something in progress has not failed.
 		var errs []error
 		for _, c := range a.Clusters {

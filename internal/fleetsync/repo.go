@@ -1,6 +1,7 @@
 package fleetsync
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -27,6 +28,11 @@ type RepoSource struct {
 	// swap, so after the first read each sync needs no fetch of the branch
 	// (a concurrent writer makes the next push fetch and retry).
 	status *RecordedStatus
+	// statusHead is the status branch's commit that status was read from
+	// or written as ("" when the branch did not exist). A fetch that lists
+	// another head (someone deleted, reset or edited the branch) drops the
+	// cached status, so the next sync reads it and writes it back.
+	statusHead string
 }
 
 // Close releases the clone.
@@ -86,6 +92,12 @@ func (s *RepoSource) Snapshot(ctx context.Context) (*Snapshot, error) {
 	changed := fr.Desired != s.last
 	s.last = fr.Desired
 	branch := s.Options.Branch
+	moved := ""
+	if fr.StatusListed && s.status != nil && fr.StatusHead != s.statusHead {
+		moved = fmt.Sprintf("the status branch %s is at %s, not at %s as fleetd wrote it: it is read again and rewritten",
+			s.Options.StatusBranch, cmp.Or(short(fr.StatusHead), "(deleted)"), cmp.Or(short(s.statusHead), "(none)"))
+		s.status = nil
+	}
 	s.mu.Unlock()
 	if branch == "" {
 		branch = fgit.DefaultBranch
@@ -95,6 +107,8 @@ func (s *RepoSource) Snapshot(ctx context.Context) (*Snapshot, error) {
 		History: s, HistoryCommit: fr.Head,
 		Describe:      fmt.Sprintf("commit %s of %s", short(fr.Desired), branch),
 		FetchDuration: time.Since(start),
+		Rewritten:     fr.Rewritten,
+		StatusMoved:   moved,
 	}, nil
 }
 
@@ -121,7 +135,7 @@ func (s *RepoSource) ReadStatus(ctx context.Context, fleet *schema.Fleet) (Recor
 		rs.Warning = fmt.Sprintf("no recorded status: branch %s does not exist yet", fleet.StatusBranch())
 	}
 	s.mu.Lock()
-	s.status = &rs
+	s.status, s.statusHead = &rs, head
 	s.mu.Unlock()
 	return rs, nil
 }
@@ -141,6 +155,7 @@ func (s *RepoSource) WriteStatus(ctx context.Context, fleet *schema.Fleet, files
 		return "", false, err
 	}
 	s.status = &RecordedStatus{Files: files, From: fmt.Sprintf("%s @ %s", fleet.StatusBranch(), short(res.Commit))}
+	s.statusHead = res.Commit
 	return res.Commit, res.Committed, nil
 }
 

@@ -37,6 +37,19 @@ type Snapshot struct {
 	// Prefix is the path of the fleet repo's root inside the clone ("" when
 	// they are the same): history paths carry it.
 	Prefix string
+	// WorkTree says FS is a person's working directory, which may differ
+	// from HistoryCommit's tree: a file the history has and the directory
+	// lacks was deleted by that person. Otherwise FS is HistoryCommit's own
+	// tree, and a file its history has that the load did not see is a read
+	// that failed, never a removal.
+	WorkTree bool
+	// Rewritten says the tracked branch was force-pushed since the
+	// previous snapshot: commit dates cannot be trusted in this sync, so no
+	// TTL expires and nothing is decommissioned in it.
+	Rewritten bool
+	// StatusMoved, when set, says why the recorded status is read again:
+	// the status branch is not where fleetd last left it.
+	StatusMoved string
 	// Describe names the revision for people ("commit 1a2b3c4 of main").
 	Describe string
 	// FetchDuration is how long fetching took.

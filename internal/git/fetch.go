@@ -44,6 +44,15 @@ type FetchResult struct {
 	DesiredChanged bool
 	// Time is Head's commit time.
 	Time time.Time
+	// Rewritten reports that Previous is not an ancestor of Head: the
+	// branch was force-pushed (or reset) since the previous Fetch. The
+	// commits' dates of a rewritten history are whatever the pusher chose.
+	Rewritten bool
+	// StatusHead is the status branch's head on the remote, from the same
+	// reference listing ("" when the branch does not exist). It is set only
+	// when status is kept on a branch of its own; StatusListed says so.
+	StatusHead   string
+	StatusListed bool
 }
 
 // Fetch brings the tracked branch up to date from the remote: it lists the
@@ -71,6 +80,22 @@ func (r *Repo) Fetch(ctx context.Context) (FetchResult, error) {
 		res, err = r.fetchTrackedLocked(ctx)
 	}
 	return res, err
+}
+
+// isAncestor reports whether commit old is reachable from head (any
+// parent, not only the first: a merge that brings old in as its second
+// parent is still a fast-forward of the remote branch).
+func (r *Repo) isAncestor(old plumbing.Hash, head *object.Commit) (bool, error) {
+	oc, err := object.GetCommit(r.st, old)
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		// The previous head is gone from the clone (re-cloned since): the
+		// branch moved in a way this clone cannot follow.
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read commit %s: %w", old, err)
+	}
+	return oc.IsAncestor(head)
 }
 
 func isCorruptLocal(err error) bool {
@@ -106,6 +131,19 @@ func (r *Repo) fetchTrackedLocked(ctx context.Context) (FetchResult, error) {
 	}
 	if !r.lastHead.IsZero() {
 		res.Previous = r.lastHead.String()
+		if res.Changed {
+			ff, err := r.isAncestor(r.lastHead, c)
+			if err != nil {
+				return FetchResult{}, r.errf("fetch", b, &corruptError{err})
+			}
+			res.Rewritten = !ff
+		}
+	}
+	if sb := r.opts.StatusBranch; sb != b {
+		res.StatusListed = true
+		if ref, ok := r.advertised[plumbing.NewBranchReferenceName(sb)]; ok {
+			res.StatusHead = ref.Hash().String()
+		}
 	}
 	if res.Changed {
 		r.log.Info("Fetched fleet repo", "commit", res.Head, "desired", res.Desired, "downloaded", downloaded)
@@ -130,6 +168,7 @@ func (r *Repo) fetchLocked(ctx context.Context, op string, branches ...string) (
 	ar, err := sess.AdvertisedReferencesContext(ctx)
 	if err != nil {
 		if errors.Is(err, transport.ErrEmptyRemoteRepository) {
+			r.advertised = nil
 			return map[string]plumbing.Hash{}, false, nil
 		}
 		return nil, false, r.errf(op, errBranch, err, secrets...)
@@ -138,6 +177,7 @@ func (r *Repo) fetchLocked(ctx context.Context, op string, branches ...string) (
 	if err != nil {
 		return nil, false, r.errf(op, errBranch, err, secrets...)
 	}
+	r.advertised = refs
 	heads := make(map[string]plumbing.Hash, len(branches))
 	var wants []plumbing.Hash
 	for _, b := range branches {

@@ -84,7 +84,11 @@ type Repo struct {
 	packLimit   int // compaction threshold, maxPacks but in tests
 	lastHead    plumbing.Hash
 	lastDesired plumbing.Hash
-	history     map[string]*historyCache
+	// advertised are the remote's references as the latest listing gave
+	// them: the status branch's head is read from the listing a fetch of
+	// the tracked branch makes anyway.
+	advertised map[plumbing.ReferenceName]*plumbing.Reference
+	history    map[string]*historyCache
 }
 
 // Open opens the work directory, cloning the tracked branch when there is no

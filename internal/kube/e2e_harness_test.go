@@ -343,7 +343,7 @@ func (e *e2e) desired() reconcile.Desired {
 func (e *e2e) sync() reconcile.SyncResult {
 	e.t.Helper()
 	rc := &reconcile.Reconciler{World: e.world, Logger: slog.New(slog.NewTextHandler(e.logs, nil)),
-		Apply: reconcile.ApplyOptions{Backoff: 10 * time.Millisecond, Retries: 2}}
+		Apply: reconcile.ApplyOptions{}}
 	res := rc.Sync(e.ctx, e.desired(), e.prev, time.Now())
 	e.status = res.Status
 	fsys := fstest.MapFS{}

@@ -266,6 +266,21 @@ func (w *World) AddMachine(m reconcile.Machine) reconcile.Machine {
 	return m
 }
 
+// Launched sets when the machines of cluster were launched, as a provider
+// reports it: a temporary cluster's ttl never runs out before its first
+// machine has lived that long.
+func (w *World) Launched(cluster string, at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, byID := range w.vms {
+		for _, v := range byID {
+			if v.m.Cluster == cluster {
+				v.m.CreatedAt = at
+			}
+		}
+	}
+}
+
 // RemoveMachine deletes a VM out of band, leaving Rancher as it is.
 func (w *World) RemoveMachine(name string) {
 	w.mu.Lock()
