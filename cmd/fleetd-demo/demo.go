@@ -82,7 +82,10 @@ func runLoopDemo(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		log:      slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 		dir:      *workDir,
 		maxSyncs: *maxSyncs,
-		now:      time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC),
+		// The simulated clock starts at the real hour: the simulators
+		// stamp machines with real launch times, and a ttl never runs out
+		// before the cluster's first machine has lived that long.
+		now: time.Now().UTC().Truncate(time.Hour),
 	}
 	return d.run(ctx, src)
 }

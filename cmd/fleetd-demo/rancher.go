@@ -60,7 +60,7 @@ func (d *demo) startKubeRancher(ctx context.Context, fleet *schema.Fleet) error 
 		return err
 	}
 	d.world.Registry = reg
-	d.world.Nodes = kube.NewWithConn(kube.Config{Logger: d.log, DrainTimeout: 10 * time.Second, EvictRetry: time.Second}, conn)
+	d.world.Nodes = kube.NewWithConn(kube.Config{Logger: d.log}, conn)
 	d.say("   Rancher stand-in at %s (kube-apiserver %s, ready in %v)", rs.URL, env.URL, time.Since(start).Round(100*time.Millisecond))
 	return nil
 }

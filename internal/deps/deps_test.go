@@ -43,7 +43,7 @@ var rules = []struct {
 	{"internal/leader", nil, []string{"k8s.io/client-go", "k8s.io/api", "k8s.io/apimachinery", "k8s.io/klog/v2"}},
 	{"internal/kubetest", nil, []string{"k8s.io/apimachinery", "k8s.io/client-go", "sigs.k8s.io/yaml"}},
 	{"internal/rancher", []string{"schema", "reconcile"}, []string{"k8s.io/api", "k8s.io/apimachinery", "k8s.io/client-go"}},
-	{"internal/kube", []string{"schema", "reconcile", "internal/rancher"}, []string{"k8s.io/api", "k8s.io/apimachinery", "k8s.io/client-go", "k8s.io/kubectl/pkg/drain"}},
+	{"internal/kube", []string{"schema", "reconcile", "internal/rancher"}, []string{"k8s.io/api", "k8s.io/apimachinery", "k8s.io/client-go"}},
 	{"internal/rancherstandin", []string{"internal/kubetest"}, []string{"k8s.io/api", "k8s.io/apimachinery", "k8s.io/client-go", "github.com/vmware/govmomi"}},
 	{"cmd/...", []string{"..."}, []string{"..."}},
 }

@@ -299,7 +299,7 @@ func (e *e2e) restart() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	nodes, err := New(e.ctx, Config{Spec: *f.Spec.Rancher, Logger: log, CAData: e.rs.CAPEM, DrainTimeout: 2 * time.Second, EvictRetry: 200 * time.Millisecond})
+	nodes, err := New(e.ctx, Config{Spec: *f.Spec.Rancher, Logger: log, CAData: e.rs.CAPEM})
 	if err != nil {
 		e.t.Fatal(err)
 	}
