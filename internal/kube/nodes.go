@@ -11,7 +11,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	policyv1client "k8s.io/client-go/kubernetes/typed/policy/v1"
 
 	"github.com/fleetd/fleetd/internal/rancher"
 	"github.com/fleetd/fleetd/reconcile"
@@ -45,7 +46,7 @@ type Nodes struct {
 	pageSize  int64
 
 	mu      sync.Mutex
-	clients map[string]kubernetes.Interface
+	clients map[string]*downstream
 }
 
 var _ reconcile.Nodes = (*Nodes)(nil)
@@ -71,11 +72,19 @@ func NewWithConn(cfg Config, conn *rancher.Conn) *Nodes {
 		log:       log,
 		drainWait: cmp.Or(cfg.DrainWait, 3*time.Second),
 		pageSize:  cmp.Or(cfg.PageSize, 500),
-		clients:   map[string]kubernetes.Interface{},
+		clients:   map[string]*downstream{},
 	}
 }
 
-func (n *Nodes) client(cluster reconcile.ClusterRef) (kubernetes.Interface, error) {
+// downstream holds the typed clients of the two API groups fleetd uses in
+// a downstream cluster. They, not the clientset of every group, are built:
+// the clientset links every API type of Kubernetes into the binary.
+type downstream struct {
+	core   corev1client.CoreV1Interface
+	policy policyv1client.PolicyV1Interface
+}
+
+func (n *Nodes) client(cluster reconcile.ClusterRef) (*downstream, error) {
 	if cluster.ID == "" {
 		return nil, &reconcile.WaitError{Reason: "cluster " + cluster.Name + " has no management ID yet", After: 5 * time.Second}
 	}
@@ -84,10 +93,16 @@ func (n *Nodes) client(cluster reconcile.ClusterRef) (kubernetes.Interface, erro
 	if c, ok := n.clients[cluster.ID]; ok {
 		return c, nil
 	}
-	c, err := kubernetes.NewForConfig(n.conn.RESTConfig(cluster.ID))
+	cfg := n.conn.RESTConfig(cluster.ID)
+	core, err := corev1client.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kube: client for %s (%s): %w", cluster.Name, cluster.ID, err)
 	}
+	policy, err := policyv1client.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kube: client for %s (%s): %w", cluster.Name, cluster.ID, err)
+	}
+	c := &downstream{core: core, policy: policy}
 	n.clients[cluster.ID] = c
 	return c, nil
 }
@@ -106,7 +121,7 @@ func (n *Nodes) Ready(ctx context.Context, cluster reconcile.ClusterRef) (map[st
 	out := map[string]bool{}
 	opts := metav1.ListOptions{Limit: n.pageSize}
 	for {
-		l, err := c.CoreV1().Nodes().List(ctx, opts)
+		l, err := c.core.Nodes().List(ctx, opts)
 		if err != nil {
 			return nil, n.fail("list nodes of", cluster.Name, err)
 		}

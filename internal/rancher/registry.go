@@ -19,7 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/schema"
@@ -49,7 +49,7 @@ type Registry struct {
 	conn      *Conn
 	log       *slog.Logger
 	dyn       dynamic.Interface
-	core      kubernetes.Interface
+	core      corev1client.CoreV1Interface
 	disc      discovery.DiscoveryInterface
 	pageSize  int64
 
@@ -85,7 +85,13 @@ func NewWithConn(_ context.Context, cfg Config, conn *Conn) (*Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rancher: client for %s: %w", conn, err)
 	}
-	core, err := kubernetes.NewForConfig(rc)
+	// The typed clients of the two API groups used, not the clientset of
+	// every group: the clientset links every API type into the binary.
+	core, err := corev1client.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("rancher: client for %s: %w", conn, err)
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("rancher: client for %s: %w", conn, err)
 	}
@@ -101,7 +107,7 @@ func NewWithConn(_ context.Context, cfg Config, conn *Conn) (*Registry, error) {
 		log:       log.With("rancher", conn.URL),
 		dyn:       dyn,
 		core:      core,
-		disc:      core.Discovery(),
+		disc:      disc,
 		pageSize:  cmp.Or(cfg.PageSize, 500),
 	}, nil
 }
@@ -422,7 +428,7 @@ func (r *Registry) JoinCommand(ctx context.Context, cluster string, roles []stri
 		if secretName == "" {
 			return "", &reconcile.WaitError{Reason: "the registration token of " + cluster + " names no token secret yet", After: 5 * time.Second}
 		}
-		sec, err := r.core.CoreV1().Secrets(id).Get(ctx, secretName, metav1.GetOptions{})
+		sec, err := r.core.Secrets(id).Get(ctx, secretName, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return "", &reconcile.WaitError{Reason: "the registration token secret of " + cluster + " does not exist yet", After: 5 * time.Second}
 		}
