@@ -68,7 +68,9 @@ func (l *Loop) desiredFrom(ctx context.Context, snap *Snapshot, fleet *schema.Fl
 	d.ChangedBy = make(map[string]string, len(fleet.Clusters))
 	for _, c := range fleet.Clusters {
 		if f, ok := h.Files[path.Join(snap.Prefix, c.Path)]; ok {
-			d.CreatedAt[c.Spec.Name] = f.Created
+			if !snap.Rewritten {
+				d.CreatedAt[c.Spec.Name] = f.Created
+			}
 			d.ChangedBy[c.Spec.Name] = f.ChangedBy
 			continue
 		}

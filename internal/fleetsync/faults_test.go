@@ -217,9 +217,11 @@ func TestBackdatedForcePushExpiresNoTTL(t *testing.T) {
 		e.w.Advance(time.Minute)
 		e.now = e.now.Add(time.Minute)
 	}
-	// Its ttl still runs out, counted from its machines' launch.
+	// Its ttl still runs out, counted from its machines' launch (a dry run
+	// that changes nothing, to look at the decision alone).
 	e.now = e.now.Add(48 * time.Hour)
 	e.w.Advance(48 * time.Hour)
+	l.DryRun = true
 	res := l.Sync(context.Background())
 	expired := false
 	for _, c := range res.Sync.Plan.Clusters {
@@ -229,6 +231,18 @@ func TestBackdatedForcePushExpiresNoTTL(t *testing.T) {
 	}
 	if !expired {
 		t.Fatal("qa-pr-77 does not expire 48h after its machines' launch")
+	}
+	// Machines that did live for the ttl: the sync that sees a rewrite
+	// expires nothing; the one after it decides on the facts.
+	e.w.Launched("qa-pr-77", e.now.Add(-72*time.Hour))
+	e.gitEnv([]string{"GIT_COMMITTER_DATE=2001-01-02T00:00:00Z", "GIT_AUTHOR_DATE=2001-01-02T00:00:00Z"},
+		"-c", "user.name=Test", "-c", "user.email=test@example.com", "commit", "-q", "--amend", "-m", "the fleet, backdated again")
+	res = l.Sync(context.Background())
+	if cp := res.Sync.Plan.Cluster("qa-pr-77"); cp == nil || cp.Expired {
+		t.Fatalf("the sync that sees the branch rewritten expires qa-pr-77: %+v", cp)
+	}
+	if res = l.Sync(context.Background()); res.Sync.Plan.Cluster("qa-pr-77") == nil || !res.Sync.Plan.Cluster("qa-pr-77").Expired {
+		t.Fatal("qa-pr-77, whose machines lived 72h, does not expire in the sync after the rewrite")
 	}
 }
 
