@@ -76,6 +76,8 @@ type runOptions struct {
 	renewDeadline   time.Duration
 	retryPeriod     time.Duration
 	kubeconfig      string
+	maxConns        int
+	maxInFlight     int
 }
 
 func init() {
@@ -151,6 +153,9 @@ On SIGTERM or SIGINT it stops taking triggers, lets the sync in flight finish
 	f.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", leader.DefaultRenewDeadline, "how long the leader tries to renew before it stops leading")
 	f.DurationVar(&o.retryPeriod, "leader-elect-retry-period", leader.DefaultRetryPeriod, "time between tries to acquire or renew the Lease")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig for the Lease (default: in-cluster configuration)")
+	f.IntVar(&o.maxConns, "max-connections", server.DefaultMaxConns, "open HTTP connections at most; more wait in the kernel's accept queue")
+	f.IntVar(&o.maxInFlight, "webhook-max-in-flight", server.DefaultMaxInFlight,
+		fmt.Sprintf("webhook requests whose bodies are read at once (1..%d); more get 503 with Retry-After", maxInFlightLimit))
 	return cmd
 }
 
@@ -199,6 +204,12 @@ func (o *runOptions) validate() error {
 	if err := lvl.UnmarshalText([]byte(o.logLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("--log-level: %w", err))
 	}
+	if o.maxConns < 1 {
+		errs = append(errs, fmt.Errorf("--max-connections must be at least 1, not %d", o.maxConns))
+	}
+	if o.maxInFlight < 1 || o.maxInFlight > maxInFlightLimit {
+		errs = append(errs, fmt.Errorf("--webhook-max-in-flight must be within 1..%d, not %d: each costs up to a 1 MiB body", maxInFlightLimit, o.maxInFlight))
+	}
 	if o.shutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
 	}
@@ -243,6 +254,10 @@ func readSecret(flag, path string) ([]byte, error) {
 	}
 	return []byte(s), nil
 }
+
+// maxInFlightLimit bounds --webhook-max-in-flight: with 1 MiB bodies,
+// senders without the secret can make fleetd hold at most 64 MiB.
+const maxInFlightLimit = 64
 
 // inClusterNamespace is where a pod's service account says it runs.
 const inClusterNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -298,6 +313,11 @@ func runDaemon(ctx context.Context, o runOptions, stderr io.Writer) error {
 		}
 		o.WorkDir = filepath.Join(dir, "fleetd")
 	}
+	unlock, err := lockWorkDir(o.WorkDir)
+	if err != nil {
+		return &exitError{code: exitFailed, err: fmt.Errorf("run: %w", err)}
+	}
+	defer unlock()
 	ghSecret, err := readSecret("github-webhook-secret-file", o.githubSecret)
 	if err != nil {
 		return usageError(err)
@@ -355,7 +375,7 @@ func runDaemon(ctx context.Context, o runOptions, stderr io.Writer) error {
 	})
 	ready := server.ReadyCheck{
 		PollInterval: o.PollInterval,
-		LastFetch:    func() time.Time { return d.Status().LastFetchedAt },
+		Status:       d.Status,
 		Stopping:     d.Stopping,
 	}
 	if elector != nil {
@@ -364,6 +384,7 @@ func runDaemon(ctx context.Context, o runOptions, stderr io.Writer) error {
 	srv := server.New(server.Config{
 		Branch: o.Branch, GitHubSecret: ghSecret, GitLabToken: glToken, SyncToken: syncToken,
 		Trigger: d, Ready: ready.Check, Metrics: m, Logger: log,
+		MaxConns: o.maxConns, MaxInFlight: o.maxInFlight,
 	})
 
 	// The HTTP server outlives the daemon: while the sync in flight

@@ -391,6 +391,8 @@ func TestRunUsageErrors(t *testing.T) {
 		{"missing secret file", []string{"--repo", "x", "--listen", "127.0.0.1:0", "--gitlab-webhook-token-file", "/nonexistent/t"}, nil, "gitlab-webhook-token-file"},
 		{"bad env value", []string{"--repo", "x"}, map[string]string{"FLEETD_DRY_RUN": "perhaps"}, "FLEETD_DRY_RUN"},
 		{"unknown flag", []string{"--repo", "x", "--frobnicate"}, nil, "unknown flag"},
+		{"no connections", []string{"--repo", "x", "--max-connections", "0"}, nil, "--max-connections"},
+		{"too many webhooks in flight", []string{"--repo", "x", "--webhook-max-in-flight", "1000"}, nil, "--webhook-max-in-flight"},
 		{"election outside a cluster without kubeconfig", []string{"--repo", "x", "--leader-elect", "--listen", "127.0.0.1:0"}, nil, "--kubeconfig"},
 	}
 	for _, c := range cases {
