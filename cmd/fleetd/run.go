@@ -100,9 +100,11 @@ func newRunCmd() *cobra.Command {
 		Long: `Run keeps the world matching the fleet repo. It syncs at start, then every
 poll interval (with ±10% jitter), at once on a GitLab or GitHub push webhook for
 the tracked branch or on POST /hooks/sync, again within the re-sync interval
-while work is in progress, and with backoff from 1s to 5min after transient
-errors. A stalled sync (an invalid fleet.yaml, a bad spec) waits for a new
-commit. Syncs run one at a time; a burst of webhooks makes at most one more.
+while work is in progress, and with backoff from 1s up to the poll interval
+(at most 5min) after transient errors. A stalled sync (an invalid fleet.yaml,
+a bad spec) waits for a new commit. Syncs run one at a time; a burst of
+webhooks makes at most one more. The work directory is locked: a second
+daemon on it exits at once.
 
 Every flag can be set by an environment variable: FLEETD_ and the flag's name
 in capitals with underscores (--poll-interval: FLEETD_POLL_INTERVAL). A flag
@@ -110,7 +112,11 @@ given on the command line wins over its variable.
 
 HTTP (--listen): POST /hooks/gitlab (X-Gitlab-Token), POST /hooks/github
 (X-Hub-Signature-256), POST /hooks/sync (Authorization: Bearer), each only
-when its secret file is given; GET /healthz, /readyz, /metrics.
+when its secret file is given; GET /healthz, /readyz, /metrics. At most
+--max-connections connections are open and --webhook-max-in-flight webhook
+bodies (1 MiB each at most) are read at once; more get 503 with Retry-After.
+Refused webhooks are counted in fleetd_webhook_refused_total and logged in
+one summary per minute.
 
 With --leader-elect, replicas elect a leader through a coordination.k8s.io
 Lease; only the leader syncs and answers ready.

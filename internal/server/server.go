@@ -29,10 +29,11 @@ const (
 	DefaultDeliveryTTL   = 24 * time.Hour
 	DefaultMaxDeliveries = 100_000 // ~10 MiB at most
 	// DefaultMaxInFlight webhook bodies read at once: with DefaultMaxBody,
-	// unauthenticated senders can make fleetd hold at most 16 MiB of bodies.
-	// A real sender's request takes milliseconds, so 16 at once is a burst
+	// unauthenticated senders can make fleetd hold at most 8 MiB of bodies
+	// (about twice that in RSS, with the garbage collector's headroom). A
+	// real sender's request takes milliseconds, so 8 at once is a burst
 	// far beyond any repository's pushes.
-	DefaultMaxInFlight = 16
+	DefaultMaxInFlight = 8
 	// DefaultMaxConns bounds open connections; each costs some 10 to 20 KiB
 	// (a goroutine and its buffers) while its headers are read.
 	DefaultMaxConns = 512
@@ -87,7 +88,7 @@ type Config struct {
 	// Now defaults to time.Now.
 	Now func() time.Time
 	// MaxInFlight bounds the webhook requests whose bodies are read at once
-	// (default 16); beyond it a request gets 503 with Retry-After, its body
+	// (default 8); beyond it a request gets 503 with Retry-After, its body
 	// unread. MaxInFlight × MaxBody bounds the memory that senders without
 	// the secret can make fleetd hold.
 	MaxInFlight int
