@@ -257,6 +257,8 @@ func TestRunWebhookTriggersASync(t *testing.T) {
 		`fleetd_webhook_requests_total{result="accepted",source="github"} 1`,
 		`fleetd_webhook_requests_total{result="unauthorized",source="github"} 1`,
 		`fleetd_webhook_requests_total{result="ignored",source="github"} 1`,
+		`fleetd_webhook_refused_total{reason="unauthorized",source="github"} 1`,
+		`fleetd_webhook_refused_total{reason="wrong_branch",source="github"} 1`,
 		`fleetd_clusters{phase="Ready"} 2`,
 		`fleetd_leader 1`,
 	} {
@@ -280,6 +282,11 @@ func TestRunWebhookTriggersASync(t *testing.T) {
 	}
 	if lines < 4 {
 		t.Errorf("only %d log lines", lines)
+	}
+	// The two refusals (a bad signature, another branch) make one summary
+	// line at most per minute: the first at once, the second at the stop.
+	if n := strings.Count(logs.String(), `"msg":"Refused webhook requests"`); n < 1 || n > 2 {
+		t.Errorf("%d refusal summaries, want 1 or 2:\n%s", n, logs)
 	}
 	for _, s := range []string{testSecret, "tok3n"} {
 		if strings.Contains(logs.String(), s) {

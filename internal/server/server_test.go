@@ -88,7 +88,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func newEnv(t *testing.T, mut func(*Config)) *env {
+func newEnv(t testing.TB, mut func(*Config)) *env {
 	t.Helper()
 	e := &env{trig: &fakeTrigger{}, m: metrics.New(), logs: &lockedBuffer{}}
 	cfg := Config{
