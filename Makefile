@@ -6,7 +6,8 @@ PKGS      ?= ./...
 FUZZTIME  ?= 10s
 # Fuzz targets run briefly by `make test`: package:target.
 FUZZ_TARGETS ?= ./schema:FuzzLoad ./schema:FuzzFastParse ./reconcile:FuzzObservedFromStatus \
-	./internal/server:FuzzGitLabPush ./internal/server:FuzzGitHubPush ./internal/server:FuzzGitHubPing
+	./internal/server:FuzzGitLabPush ./internal/server:FuzzGitHubPush ./internal/server:FuzzGitHubPing \
+	./internal/server:FuzzGitHubWebhook
 GOLANGCI_LINT_VERSION ?= v2.15.0
 LDFLAGS   := -X main.version=$(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 # Ajv (JSON Schema draft 2020-12) and js-yaml on Node: the independent
@@ -17,7 +18,7 @@ AJV_HASH  := $(shell sha256sum hack/ajv/package-lock.json 2>/dev/null | cut -c1-
 AJV_DIR   ?= $(HOME)/.cache/fleetd/ajv-$(AJV_HASH)
 BENCH_CLUSTERS ?= 10000
 
-.PHONY: all build test vet unit fuzz bench bench-validate ajv lint demo verify clean kube-tools chaos
+.PHONY: all build test vet unit fuzz bench bench-validate bench-webhooks ajv lint demo verify clean kube-tools chaos
 
 all: build
 
@@ -63,6 +64,13 @@ fuzz:
 
 bench: bench-validate
 	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
+
+# bench-webhooks starts `fleetd run` as a child process and floods it for 20s
+# with 1,000 senders of slow bad-signature GitHub webhooks, printing the
+# daemon's RSS idle, at its peak and after (target: peak within 64 MiB of
+# idle). FLEETD_BENCH_BINARY=path measures another build of fleetd instead.
+bench-webhooks:
+	$(GO) test -run='^$$' -bench='^BenchmarkRunWebhookFlood$$' -benchtime=1x ./cmd/fleetd
 
 # bench-validate times `fleetd validate` and Ajv+js-yaml on Node on the same
 # generated fleet of $(BENCH_CLUSTERS) clusters, side by side, and prints the ratio.

@@ -76,6 +76,8 @@ type runOptions struct {
 	renewDeadline   time.Duration
 	retryPeriod     time.Duration
 	kubeconfig      string
+	maxConns        int
+	maxInFlight     int
 }
 
 func init() {
@@ -98,9 +100,11 @@ func newRunCmd() *cobra.Command {
 		Long: `Run keeps the world matching the fleet repo. It syncs at start, then every
 poll interval (with ±10% jitter), at once on a GitLab or GitHub push webhook for
 the tracked branch or on POST /hooks/sync, again within the re-sync interval
-while work is in progress, and with backoff from 1s to 5min after transient
-errors. A stalled sync (an invalid fleet.yaml, a bad spec) waits for a new
-commit. Syncs run one at a time; a burst of webhooks makes at most one more.
+while work is in progress, and with backoff from 1s up to the poll interval
+(at most 5min) after transient errors. A stalled sync (an invalid fleet.yaml,
+a bad spec) waits for a new commit. Syncs run one at a time; a burst of
+webhooks makes at most one more. The work directory is locked: a second
+daemon on it exits at once.
 
 Every flag can be set by an environment variable: FLEETD_ and the flag's name
 in capitals with underscores (--poll-interval: FLEETD_POLL_INTERVAL). A flag
@@ -108,7 +112,11 @@ given on the command line wins over its variable.
 
 HTTP (--listen): POST /hooks/gitlab (X-Gitlab-Token), POST /hooks/github
 (X-Hub-Signature-256), POST /hooks/sync (Authorization: Bearer), each only
-when its secret file is given; GET /healthz, /readyz, /metrics.
+when its secret file is given; GET /healthz, /readyz, /metrics. At most
+--max-connections connections are open and --webhook-max-in-flight webhook
+bodies (1 MiB each at most) are read at once; more get 503 with Retry-After.
+Refused webhooks are counted in fleetd_webhook_refused_total and logged in
+one summary per minute.
 
 With --leader-elect, replicas elect a leader through a coordination.k8s.io
 Lease; only the leader syncs and answers ready.
@@ -151,6 +159,9 @@ On SIGTERM or SIGINT it stops taking triggers, lets the sync in flight finish
 	f.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", leader.DefaultRenewDeadline, "how long the leader tries to renew before it stops leading")
 	f.DurationVar(&o.retryPeriod, "leader-elect-retry-period", leader.DefaultRetryPeriod, "time between tries to acquire or renew the Lease")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig for the Lease (default: in-cluster configuration)")
+	f.IntVar(&o.maxConns, "max-connections", server.DefaultMaxConns, "open HTTP connections at most; more wait in the kernel's accept queue")
+	f.IntVar(&o.maxInFlight, "webhook-max-in-flight", server.DefaultMaxInFlight,
+		fmt.Sprintf("webhook requests whose bodies are read at once (1..%d); more get 503 with Retry-After", maxInFlightLimit))
 	return cmd
 }
 
@@ -199,6 +210,12 @@ func (o *runOptions) validate() error {
 	if err := lvl.UnmarshalText([]byte(o.logLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("--log-level: %w", err))
 	}
+	if o.maxConns < 1 {
+		errs = append(errs, fmt.Errorf("--max-connections must be at least 1, not %d", o.maxConns))
+	}
+	if o.maxInFlight < 1 || o.maxInFlight > maxInFlightLimit {
+		errs = append(errs, fmt.Errorf("--webhook-max-in-flight must be within 1..%d, not %d: each costs up to a 1 MiB body", maxInFlightLimit, o.maxInFlight))
+	}
 	if o.shutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
 	}
@@ -243,6 +260,10 @@ func readSecret(flag, path string) ([]byte, error) {
 	}
 	return []byte(s), nil
 }
+
+// maxInFlightLimit bounds --webhook-max-in-flight: with 1 MiB bodies,
+// senders without the secret can make fleetd hold at most 64 MiB.
+const maxInFlightLimit = 64
 
 // inClusterNamespace is where a pod's service account says it runs.
 const inClusterNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -298,6 +319,11 @@ func runDaemon(ctx context.Context, o runOptions, stderr io.Writer) error {
 		}
 		o.WorkDir = filepath.Join(dir, "fleetd")
 	}
+	unlock, err := lockWorkDir(o.WorkDir)
+	if err != nil {
+		return &exitError{code: exitFailed, err: fmt.Errorf("run: %w", err)}
+	}
+	defer unlock()
 	ghSecret, err := readSecret("github-webhook-secret-file", o.githubSecret)
 	if err != nil {
 		return usageError(err)
@@ -355,7 +381,7 @@ func runDaemon(ctx context.Context, o runOptions, stderr io.Writer) error {
 	})
 	ready := server.ReadyCheck{
 		PollInterval: o.PollInterval,
-		LastFetch:    func() time.Time { return d.Status().LastFetchedAt },
+		Status:       d.Status,
 		Stopping:     d.Stopping,
 	}
 	if elector != nil {
@@ -364,6 +390,7 @@ func runDaemon(ctx context.Context, o runOptions, stderr io.Writer) error {
 	srv := server.New(server.Config{
 		Branch: o.Branch, GitHubSecret: ghSecret, GitLabToken: glToken, SyncToken: syncToken,
 		Trigger: d, Ready: ready.Check, Metrics: m, Logger: log,
+		MaxConns: o.maxConns, MaxInFlight: o.maxInFlight,
 	})
 
 	// The HTTP server outlives the daemon: while the sync in flight

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -68,10 +69,14 @@ func (r *loopRunner) Close(ctx context.Context) {
 func outcomeOf(res *fleetsync.Result, now time.Time) daemon.Outcome {
 	o := daemon.Outcome{Requeue: res.Requeue, RetryAfter: res.RetryAfter}
 	if s := res.Snapshot; s != nil {
-		o.Revision, o.FetchDuration = s.Revision, s.FetchDuration
-	}
-	if res.Loaded {
-		o.FetchedAt = now
+		// Fetched, whatever the load says: /readyz tells a remote that
+		// cannot be fetched from a revision that does not load.
+		o.Revision, o.FetchDuration, o.FetchedAt = s.Revision, s.FetchDuration, now
+		if !res.Loaded {
+			o.LoadError = loadError(res.Diagnostics)
+		}
+	} else if res.Err != nil {
+		o.FetchError = firstLine(res.Err.Error())
 	}
 	if res.Err != nil {
 		msg := errors.New(res.Err.Error())
@@ -105,6 +110,35 @@ func outcomeOf(res *fleetsync.Result, now time.Time) daemon.Outcome {
 		}
 	}
 	return o
+}
+
+// loadError sums up why a fetched revision did not load, in one line: the
+// first error and how many more there are (all of them are in the log and
+// in status).
+func loadError(ds schema.Diagnostics) string {
+	var errs []string
+	for _, d := range ds {
+		if d.Severity == schema.SeverityError {
+			errs = append(errs, d.String())
+		}
+	}
+	switch len(errs) {
+	case 0:
+		return "fleet.yaml is invalid"
+	case 1:
+		return firstLine(errs[0])
+	default:
+		return fmt.Sprintf("%s (and %d more)", firstLine(errs[0]), len(errs)-1)
+	}
+}
+
+// firstLine returns s up to its first line break, at most 300 bytes.
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 300 {
+		s = strings.ToValidUTF8(s[:300], "") + "…"
+	}
+	return s
 }
 
 // actionResults lists what became of each action of the plan: a cluster's

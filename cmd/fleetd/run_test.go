@@ -257,6 +257,8 @@ func TestRunWebhookTriggersASync(t *testing.T) {
 		`fleetd_webhook_requests_total{result="accepted",source="github"} 1`,
 		`fleetd_webhook_requests_total{result="unauthorized",source="github"} 1`,
 		`fleetd_webhook_requests_total{result="ignored",source="github"} 1`,
+		`fleetd_webhook_refused_total{reason="unauthorized",source="github"} 1`,
+		`fleetd_webhook_refused_total{reason="wrong_branch",source="github"} 1`,
 		`fleetd_clusters{phase="Ready"} 2`,
 		`fleetd_leader 1`,
 	} {
@@ -280,6 +282,11 @@ func TestRunWebhookTriggersASync(t *testing.T) {
 	}
 	if lines < 4 {
 		t.Errorf("only %d log lines", lines)
+	}
+	// The two refusals (a bad signature, another branch) make one summary
+	// line at most per minute: the first at once, the second at the stop.
+	if n := strings.Count(logs.String(), `"msg":"Refused webhook requests"`); n < 1 || n > 2 {
+		t.Errorf("%d refusal summaries, want 1 or 2:\n%s", n, logs)
 	}
 	for _, s := range []string{testSecret, "tok3n"} {
 		if strings.Contains(logs.String(), s) {
@@ -391,6 +398,8 @@ func TestRunUsageErrors(t *testing.T) {
 		{"missing secret file", []string{"--repo", "x", "--listen", "127.0.0.1:0", "--gitlab-webhook-token-file", "/nonexistent/t"}, nil, "gitlab-webhook-token-file"},
 		{"bad env value", []string{"--repo", "x"}, map[string]string{"FLEETD_DRY_RUN": "perhaps"}, "FLEETD_DRY_RUN"},
 		{"unknown flag", []string{"--repo", "x", "--frobnicate"}, nil, "unknown flag"},
+		{"no connections", []string{"--repo", "x", "--max-connections", "0"}, nil, "--max-connections"},
+		{"too many webhooks in flight", []string{"--repo", "x", "--webhook-max-in-flight", "1000"}, nil, "--webhook-max-in-flight"},
 		{"election outside a cluster without kubeconfig", []string{"--repo", "x", "--leader-elect", "--listen", "127.0.0.1:0"}, nil, "--kubeconfig"},
 	}
 	for _, c := range cases {

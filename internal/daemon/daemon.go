@@ -50,9 +50,13 @@ type Options struct {
 
 // Status is what the daemon knows about its syncs, for /readyz and logs.
 type Status struct {
-	// LastFetchedAt is the FetchedAt of the latest sync whose fetch and
-	// load succeeded; zero before the first.
+	// LastFetchedAt is the FetchedAt of the latest sync whose fetch
+	// succeeded; zero before the first.
 	LastFetchedAt time.Time
+	// LastFetchError is the FetchError of the latest sync ("" when it
+	// fetched), and LoadError the LoadError of the latest sync that fetched.
+	LastFetchError string
+	LoadError      string
 	// Revision is the latest revision synced.
 	Revision string
 	// LastResult and LastSyncEnded describe the latest finished sync.
@@ -292,6 +296,7 @@ func (d *Daemon) record(o Outcome, _ time.Duration, next time.Time) {
 	if !o.FetchedAt.IsZero() {
 		s.LastFetchedAt = o.FetchedAt
 	}
+	s.noteFetch(o)
 }
 
 // Stopping reports whether a graceful stop has begun.

@@ -31,9 +31,14 @@ func (f SyncerFunc) Sync(ctx context.Context) Outcome { return f(ctx) }
 type Outcome struct {
 	// Revision is the commit synced; "" when the fetch failed.
 	Revision string
-	// FetchedAt is when the fetch and the load of fleet.yaml succeeded; zero
-	// when either failed. /readyz uses it.
+	// FetchedAt is when the fetch succeeded, whether or not the revision
+	// then loaded; zero when it failed. /readyz uses it.
 	FetchedAt time.Time
+	// FetchError says why the fetch failed ("" when it succeeded or did not
+	// run), and LoadError why the fetched revision did not load (an invalid
+	// fleet.yaml; "" when it loaded): for /readyz, one line each.
+	FetchError string
+	LoadError  string
 	// FetchDuration is how long the git fetch took; zero when there was none.
 	FetchDuration time.Duration
 	// Requeue > 0 says work is in progress (machines booting, nodes

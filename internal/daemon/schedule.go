@@ -24,7 +24,9 @@ type Schedule struct {
 	MinResync time.Duration
 	// BackoffMin and BackoffMax bound the backoff after transient errors
 	// (defaults 1s and 5min); it doubles with each consecutive one and is
-	// jittered by ±20%.
+	// jittered by ±20%. It never exceeds PollInterval: a failing peer is
+	// tried again at least as often as a quiet fleet is polled, so that it
+	// is noticed soon when it comes back.
 	BackoffMin time.Duration
 	BackoffMax time.Duration
 }
@@ -74,7 +76,8 @@ func (s Schedule) WithDefaults() Schedule {
 // The error's kind (reconcile.Classify) decides:
 //   - none: the poll interval;
 //   - requeue (a wait): the wait's own delay, at most ShortResync;
-//   - retry (transient): exponential backoff from BackoffMin to BackoffMax;
+//   - retry (transient): exponential backoff from BackoffMin to BackoffMax,
+//     at most the poll interval;
 //   - stall: the poll interval; the sync loop itself skips re-applying a
 //     stalled revision, so polling only notices a new commit sooner than a
 //     webhook would;
@@ -101,7 +104,7 @@ func (s Schedule) NextDelay(o Outcome, failures int, rnd func() float64) (time.D
 		d = s.resync(after)
 	case reconcile.ReactRetry:
 		failures++
-		d = s.backoff(failures, rnd)
+		d = min(s.backoff(failures, rnd), s.PollInterval)
 	default: // stall, fail
 		failures = 0
 		d = poll

@@ -34,7 +34,8 @@ func TestNextDelay(t *testing.T) {
 		{"the first transient error retries after 1s", Outcome{Err: reconcile.Transient(errors.New("throttled"))}, 0, 0.5, time.Second, 1},
 		{"the backoff doubles", Outcome{Err: reconcile.Transient(errors.New("throttled"))}, 3, 0.5, 8 * time.Second, 4},
 		{"the backoff is jittered", Outcome{Err: reconcile.Transient(errors.New("throttled"))}, 3, 1, 9600 * time.Millisecond, 4},
-		{"the backoff stops at 5 minutes", Outcome{Err: reconcile.Transient(errors.New("throttled"))}, 30, 1, 5 * time.Minute, 31},
+		{"the backoff stops at the poll interval", Outcome{Err: reconcile.Transient(errors.New("throttled"))}, 30, 1, time.Minute, 31},
+		{"the backoff past the poll interval is cut to it", Outcome{Err: reconcile.Transient(errors.New("throttled"))}, 6, 0.5, time.Minute, 7},
 		{"the backoff never goes under 1s", Outcome{Err: reconcile.Transient(errors.New("throttled"))}, 0, 0, time.Second, 1},
 		{"a stalled error polls at the interval", Outcome{Err: reconcile.Stalled(errors.New("bad spec"))}, 2, 0.5, time.Minute, 0},
 		{"an unknown error polls at the interval", Outcome{Err: errors.New("boom")}, 2, 0.5, time.Minute, 0},
@@ -53,17 +54,32 @@ func TestNextDelay(t *testing.T) {
 }
 
 func TestBackoffSequence(t *testing.T) {
-	s := Schedule{}.WithDefaults()
-	var got []string
-	failures := 0
-	for range 12 {
-		var d time.Duration
-		d, failures = s.NextDelay(Outcome{Err: reconcile.Transient(errors.New("x"))}, failures, fixed(0.5))
-		got = append(got, d.String())
+	cases := []struct {
+		name string
+		poll time.Duration
+		want string
+	}{
+		// Without the cap, a failing fetch was retried after 2m8s, then
+		// 4m16s, then every 5 minutes: a remote back up after 3 minutes
+		// was noticed only minutes later.
+		{"capped at the default poll interval", 0, "[1s 2s 4s 8s 16s 32s 1m0s 1m0s 1m0s 1m0s 1m0s 1m0s]"},
+		{"capped at BackoffMax under a longer poll", 10 * time.Minute, "[1s 2s 4s 8s 16s 32s 1m4s 2m8s 4m16s 5m0s 5m0s 5m0s]"},
+		{"capped at a short poll", 5 * time.Second, "[1s 2s 4s 5s 5s 5s 5s 5s 5s 5s 5s 5s]"},
 	}
-	want := "[1s 2s 4s 8s 16s 32s 1m4s 2m8s 4m16s 5m0s 5m0s 5m0s]"
-	if fmt.Sprint(got) != want {
-		t.Errorf("backoff %v, want %s", got, want)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := Schedule{PollInterval: c.poll}.WithDefaults()
+			var got []string
+			failures := 0
+			for range 12 {
+				var d time.Duration
+				d, failures = s.NextDelay(Outcome{Err: reconcile.Transient(errors.New("x"))}, failures, fixed(0.5))
+				got = append(got, d.String())
+			}
+			if fmt.Sprint(got) != c.want {
+				t.Errorf("backoff %v, want %s", got, c.want)
+			}
+		})
 	}
 }
 

@@ -26,6 +26,7 @@ type Metrics struct {
 	costs         *prometheus.GaugeVec
 	lastSuccess   prometheus.Gauge
 	webhooks      *prometheus.CounterVec
+	refused       *prometheus.CounterVec
 	fetchDuration prometheus.Histogram
 	providerCalls *prometheus.CounterVec
 	providerErrs  *prometheus.CounterVec
@@ -74,6 +75,10 @@ func New() *Metrics {
 			Name: "fleetd_webhook_requests_total",
 			Help: "Webhook requests by source (gitlab, github, sync) and result (accepted, ignored, duplicate, ping, unauthorized, bad_request, too_large, ...).",
 		}, []string{"source", "result"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fleetd_webhook_refused_total",
+			Help: "Webhook requests refused or acknowledged without a sync, by source and reason (unauthorized, wrong_branch, too_large, over_limit, bad_request, bad_method, stopping).",
+		}, []string{"source", "reason"}),
 		fetchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "fleetd_git_fetch_duration_seconds",
 			Help:    "Duration of the git fetch of the fleet repo at the start of a sync.",
@@ -96,7 +101,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.syncDuration, m.syncs, m.actions, m.clusters, m.machines, m.costs,
-		m.lastSuccess, m.webhooks, m.fetchDuration, m.providerCalls, m.providerErrs, m.leader,
+		m.lastSuccess, m.webhooks, m.refused, m.fetchDuration, m.providerCalls, m.providerErrs, m.leader,
 	)
 	// Counters with a small known label set start at zero, so that rate()
 	// and absent() work before the first event.
@@ -165,11 +170,29 @@ const (
 	WebhookTooLarge     = "too_large"    // body over the limit
 	WebhookMethod       = "bad_method"   // not a POST
 	WebhookUnavailable  = "unavailable"  // the daemon is stopping
+	WebhookOverLimit    = "over_limit"   // too many requests in flight: 503, body unread
+)
+
+// Reasons of fleetd_webhook_refused_total.
+const (
+	RefusedUnauthorized = "unauthorized" // bad or missing signature or token
+	RefusedWrongBranch  = "wrong_branch" // a push to a branch other than the tracked one
+	RefusedTooLarge     = "too_large"    // body over the limit
+	RefusedOverLimit    = "over_limit"   // too many requests in flight
+	RefusedBadRequest   = "bad_request"  // malformed body or headers
+	RefusedBadMethod    = "bad_method"   // not a POST
+	RefusedStopping     = "stopping"     // the daemon is stopping
 )
 
 // Webhook counts one webhook request.
 func (m *Metrics) Webhook(source, result string) {
 	m.webhooks.WithLabelValues(source, result).Inc()
+}
+
+// WebhookRefused counts one webhook request refused (or acknowledged
+// without a sync) for reason, one of the Refused* constants.
+func (m *Metrics) WebhookRefused(source, reason string) {
+	m.refused.WithLabelValues(source, reason).Inc()
 }
 
 // SetLeader records whether this replica leads.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -22,9 +23,29 @@ import (
 
 // Defaults of Config.
 const (
+	// DefaultMaxBody fits GitHub's and GitLab's push payloads, which carry
+	// at most 20 commits.
 	DefaultMaxBody       = 1 << 20 // 1 MiB
 	DefaultDeliveryTTL   = 24 * time.Hour
 	DefaultMaxDeliveries = 100_000 // ~10 MiB at most
+	// DefaultMaxInFlight webhook bodies read at once: with DefaultMaxBody,
+	// unauthenticated senders can make fleetd hold at most 8 MiB of bodies
+	// (about twice that in RSS, with the garbage collector's headroom). A
+	// real sender's request takes milliseconds, so 8 at once is a burst
+	// far beyond any repository's pushes.
+	DefaultMaxInFlight = 8
+	// DefaultMaxConns bounds open connections; each costs some 10 to 20 KiB
+	// (a goroutine and its buffers) while its headers are read.
+	DefaultMaxConns = 512
+	// Timeouts of the HTTP server. A request's headers must arrive within
+	// DefaultReadHeaderTimeout and the whole request within
+	// DefaultReadTimeout (a 1 MiB body at 64 KiB/s), so a slow-loris socket
+	// holds its connection and its webhook slot for that long at most.
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 20 * time.Second
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultIdleTimeout       = 60 * time.Second
+	defaultMaxHeaderBytes    = 64 << 10
 )
 
 // Webhook sources, the values of fleetd_webhook_requests_total's source label.
@@ -53,8 +74,8 @@ type Config struct {
 	SyncToken []byte
 	// Trigger queues syncs.
 	Trigger Triggerer
-	// Ready decides /readyz: nil error is ready. Nil means always ready.
-	Ready func() error
+	// Ready decides /readyz (see Readiness). Nil means always ready.
+	Ready func() Readiness
 	// Metrics, when set, counts webhooks and serves /metrics.
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
@@ -66,6 +87,20 @@ type Config struct {
 	MaxDeliveries int
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// MaxInFlight bounds the webhook requests whose bodies are read at once
+	// (default 8); beyond it a request gets 503 with Retry-After, its body
+	// unread. MaxInFlight × MaxBody bounds the memory that senders without
+	// the secret can make fleetd hold.
+	MaxInFlight int
+	// MaxConns bounds the open connections of Serve (default 512); more wait
+	// in the kernel's accept queue, costing fleetd nothing.
+	MaxConns int
+	// Timeouts of Serve's http.Server (defaults DefaultReadHeaderTimeout,
+	// DefaultReadTimeout, DefaultWriteTimeout and DefaultIdleTimeout).
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// RefusalLogInterval is how often, at most, refused webhooks are logged
+	// (default 1 min): one line sums up the interval's refusals by reason.
+	RefusalLogInterval time.Duration
 }
 
 // Server is the daemon's HTTP handler.
@@ -73,6 +108,8 @@ type Server struct {
 	cfg        Config
 	log        *slog.Logger
 	deliveries *deliveries
+	slots      slots
+	refusals   *refusalLog
 	mux        *http.ServeMux
 }
 
@@ -96,7 +133,19 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, deliveries: newDeliveries(cfg.DeliveryTTL, cfg.MaxDeliveries), mux: http.NewServeMux()}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	cfg.ReadHeaderTimeout = cmp.Or(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	cfg.ReadTimeout = cmp.Or(cfg.ReadTimeout, DefaultReadTimeout)
+	cfg.WriteTimeout = cmp.Or(cfg.WriteTimeout, DefaultWriteTimeout)
+	cfg.IdleTimeout = cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout)
+	cfg.RefusalLogInterval = cmp.Or(cfg.RefusalLogInterval, DefaultRefusalLogInterval)
+	s := &Server{cfg: cfg, log: cfg.Logger, deliveries: newDeliveries(cfg.DeliveryTTL, cfg.MaxDeliveries),
+		slots: newSlots(cfg.MaxInFlight), refusals: newRefusalLog(cfg.Logger, cfg.RefusalLogInterval), mux: http.NewServeMux()}
 	s.mux.HandleFunc("/hooks/gitlab", s.webhook(SourceGitLab, cfg.GitLabToken, s.gitlab))
 	s.mux.HandleFunc("/hooks/github", s.webhook(SourceGitHub, cfg.GitHubSecret, s.github))
 	s.mux.HandleFunc("/hooks/sync", s.webhook(SourceSync, cfg.SyncToken, s.sync))
@@ -112,19 +161,22 @@ func New(cfg Config) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 // Serve serves on ln until ctx is done, then shuts down gracefully within
-// 5 seconds. It returns nil after a shutdown caused by ctx.
+// 5 seconds. It returns nil after a shutdown caused by ctx. At most
+// MaxConns connections are open at once, and each is closed when its
+// request's headers or whole request do not arrive within the timeouts.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    defaultMaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	defer s.refusals.flush()
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() { errc <- hs.Serve(newLimitListener(ln, s.cfg.MaxConns)) }()
 	select {
 	case err := <-errc:
 		return err
@@ -154,11 +206,16 @@ type verdict struct {
 	result  string
 	message string
 	attrs   []any // for the log line
+	// refused names why the request was refused (metrics.Refused*), ""
+	// when it was taken or acknowledged. Refusals are counted by reason and
+	// logged in a summary per interval, never one line each.
+	refused string
+	header  http.Header // extra response headers
 }
 
 // webhook wraps a handler with what every webhook route does: 404 when its
-// secret is not configured, POST only, the body limit, metrics and one log
-// line per request.
+// secret is not configured, POST only, the body limit, metrics and the log:
+// one line per request taken, a summary per interval of those refused.
 func (s *Server) webhook(source string, secret []byte, h func(r *http.Request, secret []byte) verdict) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if len(secret) == 0 {
@@ -168,7 +225,7 @@ func (s *Server) webhook(source string, secret []byte, h func(r *http.Request, s
 		var v verdict
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
-			v = verdict{status: http.StatusMethodNotAllowed, result: metrics.WebhookMethod, message: "use POST"}
+			v = verdict{status: http.StatusMethodNotAllowed, result: metrics.WebhookMethod, refused: metrics.RefusedBadMethod, message: "use POST"}
 		} else if r.ContentLength > s.cfg.MaxBody {
 			v = tooLarge(s.cfg.MaxBody)
 		} else {
@@ -177,17 +234,23 @@ func (s *Server) webhook(source string, secret []byte, h func(r *http.Request, s
 		}
 		if s.cfg.Metrics != nil {
 			s.cfg.Metrics.Webhook(source, v.result)
+			if v.refused != "" {
+				s.cfg.Metrics.WebhookRefused(source, v.refused)
+			}
 		}
-		attrs := append([]any{"source", source, "result", v.result, "status", v.status, "remote", r.RemoteAddr}, v.attrs...)
-		if v.status >= 400 {
-			s.log.Warn("Webhook refused", append(attrs, "reason", v.message)...)
+		if v.refused != "" {
+			s.refusals.add(refusal{source: source, reason: v.refused, message: v.message, remote: r.RemoteAddr})
 		} else {
-			s.log.Info("Webhook", attrs...)
+			s.log.Info("Webhook", append([]any{"source", source, "result", v.result, "status", v.status, "remote", r.RemoteAddr}, v.attrs...)...)
 		}
-		if v.status == http.StatusRequestEntityTooLarge {
-			// The rest of the body is not read: close the connection rather
-			// than drain up to the limit again.
+		if v.status >= 400 {
+			// What is left of a refused request's body is never read:
+			// without this net/http would read up to 256 KiB of it to keep
+			// the connection, from a sender that may be sending it slowly.
 			w.Header().Set("Connection", "close")
+		}
+		for k, vs := range v.header {
+			w.Header()[k] = vs
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -197,36 +260,20 @@ func (s *Server) webhook(source string, secret []byte, h func(r *http.Request, s
 }
 
 func tooLarge(limit int64) verdict {
-	return verdict{status: http.StatusRequestEntityTooLarge, result: metrics.WebhookTooLarge,
+	return verdict{status: http.StatusRequestEntityTooLarge, result: metrics.WebhookTooLarge, refused: metrics.RefusedTooLarge,
 		message: fmt.Sprintf("body larger than %d bytes", limit)}
 }
 
 func unauthorized(msg string) verdict {
-	return verdict{status: http.StatusUnauthorized, result: metrics.WebhookUnauthorized, message: msg}
+	return verdict{status: http.StatusUnauthorized, result: metrics.WebhookUnauthorized, refused: metrics.RefusedUnauthorized, message: msg}
 }
 
 func badRequest(msg string) verdict {
-	return verdict{status: http.StatusBadRequest, result: metrics.WebhookBadRequest, message: msg}
+	return verdict{status: http.StatusBadRequest, result: metrics.WebhookBadRequest, refused: metrics.RefusedBadRequest, message: msg}
 }
 
 func ignored(msg string, attrs ...any) verdict {
 	return verdict{status: http.StatusOK, result: metrics.WebhookIgnored, message: msg, attrs: attrs}
-}
-
-// readBody reads the body within the limit; a verdict is returned when it
-// cannot be read.
-func readBody(r *http.Request, limit int64) ([]byte, *verdict) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			v := tooLarge(limit)
-			return nil, &v
-		}
-		v := badRequest("cannot read the body")
-		return nil, &v
-	}
-	return body, nil
 }
 
 // equalSecret compares two secrets in constant time, their lengths
@@ -242,7 +289,8 @@ func equalSecret(got string, want []byte) bool {
 func (s *Server) trigger(reason, msg string, attrs ...any) verdict {
 	queued, err := s.cfg.Trigger.Trigger(reason)
 	if err != nil {
-		return verdict{status: http.StatusServiceUnavailable, result: metrics.WebhookUnavailable, message: "the daemon is stopping", attrs: attrs}
+		return verdict{status: http.StatusServiceUnavailable, result: metrics.WebhookUnavailable, refused: metrics.RefusedStopping,
+			message: "the daemon is stopping", attrs: attrs}
 	}
 	if !queued {
 		msg += "; joined the sync already queued"
@@ -255,12 +303,17 @@ func (s *Server) trigger(reason, msg string, attrs ...any) verdict {
 func (s *Server) pushVerdict(reason string, p Push, extra ...any) verdict {
 	attrs := append([]any{"ref", p.Ref, "after", p.After, "repository", p.Repository}, extra...)
 	if b, ok := p.Branch(); !ok || b != s.cfg.Branch {
-		return ignored(fmt.Sprintf("push to %s, not refs/heads/%s", p.Ref, s.cfg.Branch), attrs...)
+		v := ignored(fmt.Sprintf("push to %s, not refs/heads/%s", p.Ref, s.cfg.Branch), attrs...)
+		// Every status commit fleetd pushes to its own branch comes back as
+		// one of these: summed up, not a line each.
+		v.refused = metrics.RefusedWrongBranch
+		return v
 	}
 	return s.trigger(reason, "sync queued", attrs...)
 }
 
-// gitlab handles POST /hooks/gitlab.
+// gitlab handles POST /hooks/gitlab. The token is a header: a bad one is
+// refused before a byte of the body is read.
 func (s *Server) gitlab(r *http.Request, token []byte) verdict {
 	got := r.Header.Get("X-Gitlab-Token")
 	if got == "" {
@@ -269,10 +322,11 @@ func (s *Server) gitlab(r *http.Request, token []byte) verdict {
 	if !equalSecret(got, token) {
 		return unauthorized("bad X-Gitlab-Token")
 	}
-	body, v := readBody(r, s.cfg.MaxBody)
+	body, release, v := s.body(r, nil)
 	if v != nil {
 		return *v
 	}
+	defer release()
 	event := r.Header.Get("X-Gitlab-Event")
 	if event != "" && event != "Push Hook" {
 		return ignored("event " + event + " is not a push")
@@ -287,17 +341,25 @@ func (s *Server) gitlab(r *http.Request, token []byte) verdict {
 	return s.pushVerdict(daemon.ReasonWebhook, p, "event", event)
 }
 
-// github handles POST /hooks/github.
+// github handles POST /hooks/github. The signature covers the body, so
+// the body is read, into one of the bounded slots, and hashed as it
+// arrives; a malformed signature is refused before that.
 func (s *Server) github(r *http.Request, secret []byte) verdict {
 	sig := r.Header.Get("X-Hub-Signature-256")
 	if sig == "" {
 		return unauthorized("missing X-Hub-Signature-256")
 	}
-	body, v := readBody(r, s.cfg.MaxBody)
+	want, ok := parseSignature(sig)
+	if !ok {
+		return unauthorized("bad X-Hub-Signature-256")
+	}
+	mac := hmac.New(sha256.New, secret)
+	body, release, v := s.body(r, mac)
 	if v != nil {
 		return *v
 	}
-	if !validSignature(sig, body, secret) {
+	defer release()
+	if !hmac.Equal(want, mac.Sum(nil)) {
 		return unauthorized("bad X-Hub-Signature-256")
 	}
 	event := r.Header.Get("X-GitHub-Event")
@@ -337,19 +399,17 @@ func (s *Server) githubEvent(event string, body []byte, attrs []any) verdict {
 	}
 }
 
-// validSignature checks GitHub's "sha256=<hex HMAC-SHA256 of the body>".
-func validSignature(header string, body, secret []byte) bool {
+// parseSignature decodes GitHub's "sha256=<hex HMAC-SHA256 of the body>".
+func parseSignature(header string) ([]byte, bool) {
 	hexSig, ok := strings.CutPrefix(header, "sha256=")
 	if !ok {
-		return false
+		return nil, false
 	}
 	got, err := hex.DecodeString(hexSig)
 	if err != nil || len(got) != sha256.Size {
-		return false
+		return nil, false
 	}
-	mac := hmac.New(sha256.New, secret)
-	mac.Write(body)
-	return hmac.Equal(got, mac.Sum(nil))
+	return got, true
 }
 
 // sync handles POST /hooks/sync: an explicit sync, for operators and CI.
@@ -361,10 +421,14 @@ func (s *Server) sync(r *http.Request, token []byte) verdict {
 	if !equalSecret(strings.TrimSpace(got), token) {
 		return unauthorized("bad bearer token")
 	}
-	// The body carries nothing; it is read (within the limit) so that the
-	// connection can be reused.
-	if _, v := readBody(r, s.cfg.MaxBody); v != nil {
-		return *v
+	// The body carries nothing; it is read (within the limit, by an
+	// authenticated sender) so that the connection can be reused.
+	if _, err := io.Copy(io.Discard, r.Body); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return tooLarge(s.cfg.MaxBody)
+		}
+		return badRequest("cannot read the body")
 	}
 	return s.trigger(daemon.ReasonExplicit, "sync queued")
 }
@@ -376,12 +440,19 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	var r Readiness
 	if s.cfg.Ready != nil {
-		if err := s.cfg.Ready(); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = io.WriteString(w, "not ready: "+err.Error()+"\n")
-			return
-		}
+		r = s.cfg.Ready()
 	}
-	_, _ = io.WriteString(w, "ok\n")
+	var b strings.Builder
+	if r.Err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		b.WriteString("not ready: " + r.Err.Error() + "\n")
+	} else {
+		b.WriteString("ok\n")
+	}
+	for _, n := range r.Notes {
+		b.WriteString("note: " + n + "\n")
+	}
+	_, _ = io.WriteString(w, b.String())
 }

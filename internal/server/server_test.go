@@ -66,12 +66,31 @@ type env struct {
 	srv  *Server
 	trig *fakeTrigger
 	m    *metrics.Metrics
-	logs *bytes.Buffer
+	logs *lockedBuffer
 }
 
-func newEnv(t *testing.T, mut func(*Config)) *env {
+// lockedBuffer is a log sink that the refusal summary's timer may write
+// while a test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func newEnv(t testing.TB, mut func(*Config)) *env {
 	t.Helper()
-	e := &env{trig: &fakeTrigger{}, m: metrics.New(), logs: &bytes.Buffer{}}
+	e := &env{trig: &fakeTrigger{}, m: metrics.New(), logs: &lockedBuffer{}}
 	cfg := Config{
 		Branch:       "main",
 		GitHubSecret: []byte(ghSecret),
@@ -328,11 +347,11 @@ func TestWebhookBurstReachesTheDaemonOnce(t *testing.T) {
 
 func TestHealthAndReadiness(t *testing.T) {
 	now := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
-	var last time.Time
+	var st daemon.Status
 	leading, stopping := true, false
 	check := ReadyCheck{
 		PollInterval: time.Minute,
-		LastFetch:    func() time.Time { return last },
+		Status:       func() daemon.Status { return st },
 		Leading:      func() bool { return leading },
 		Stopping:     func() bool { return stopping },
 		Now:          func() time.Time { return now },
@@ -345,30 +364,45 @@ func TestHealthAndReadiness(t *testing.T) {
 	if c, _ := get("/healthz"); c != 200 {
 		t.Errorf("/healthz %d", c)
 	}
+	invalid := "fleet.yaml:4:3: providers[0].type: must be one of aws, vsphere"
 	steps := []struct {
 		name  string
 		setup func()
 		want  int
-		why   string
+		why   []string
 	}{
-		{"not ready before the first fetch", func() {}, 503, "no successful fetch"},
-		{"ready after a fresh fetch", func() { last = now.Add(-30 * time.Second) }, 200, "ok"},
-		{"ready within 3 poll intervals", func() { last = now.Add(-179 * time.Second) }, 200, "ok"},
-		{"not ready after 3 poll intervals", func() { last = now.Add(-181 * time.Second) }, 503, "3 poll intervals"},
-		{"not ready when not leading", func() { last = now; leading = false }, 503, "not the leader"},
-		{"not ready when stopping", func() { leading = true; stopping = true }, 503, "stopping"},
+		{"not ready before the first fetch", func() {}, 503, []string{"no fetch of the fleet repo yet"}},
+		{"not ready while the first fetch fails, and says why", func() { st.LastFetchError = "fetch: dial tcp: connection refused" },
+			503, []string{"no successful fetch", "note: the last fetch of the fleet repo failed: fetch: dial tcp: connection refused"}},
+		{"ready after a fresh fetch", func() { st = daemon.Status{LastFetchedAt: now.Add(-30 * time.Second), Revision: "0123456789abcdef"} }, 200, []string{"ok\n"}},
+		{"ready within 3 poll intervals", func() { st.LastFetchedAt = now.Add(-179 * time.Second) }, 200, []string{"ok"}},
+		// An invalid fleet.yaml fetches fine: ready, with the reason as a
+		// note, so the webhook of the fixing commit still reaches the daemon.
+		{"ready with an invalid fleet.yaml, which it names", func() { st.LastFetchedAt, st.LoadError = now.Add(-19*time.Second), invalid },
+			200, []string{"ok\n", "note: revision 0123456789ab does not load", invalid}},
+		{"ready while a fetch fails within 3 poll intervals", func() { st.LastFetchError = "fetch: timeout" }, 200, []string{"ok\n", "note: the last fetch of the fleet repo failed: fetch: timeout"}},
+		{"not ready after 3 poll intervals of failed fetches", func() { st.LastFetchedAt = now.Add(-181 * time.Second) },
+			503, []string{"3 poll intervals", "fetches fail", "fetch: timeout"}},
+		{"not ready after 3 poll intervals without a fetch", func() { st.LastFetchError, st.LoadError = "", "" }, 503, []string{"no sync has fetched since"}},
+		{"not ready when not leading", func() { st.LastFetchedAt = now; leading = false }, 503, []string{"not the leader"}},
+		{"not ready when stopping", func() { leading = true; stopping = true }, 503, []string{"stopping"}},
 	}
 	for _, s := range steps {
 		s.setup()
 		c, body := get("/readyz")
-		if c != s.want || !strings.Contains(body, s.why) {
-			t.Errorf("%s: %d %q, want %d with %q", s.name, c, body, s.want, s.why)
+		if c != s.want {
+			t.Errorf("%s: %d %q, want %d", s.name, c, body, s.want)
+		}
+		for _, w := range s.why {
+			if !strings.Contains(body, w) {
+				t.Errorf("%s: body %q lacks %q", s.name, body, w)
+			}
 		}
 	}
 	// Election off: Leading is nil.
 	check.Leading, stopping = nil, false
-	if err := check.Check(); err != nil {
-		t.Errorf("election off: %v", err)
+	if r := check.Check(); r.Err != nil {
+		t.Errorf("election off: %v", r.Err)
 	}
 	if c, body := get("/metrics"); c != 200 || !strings.Contains(body, "fleetd_syncs_total") {
 		t.Errorf("/metrics %d", c)
