@@ -122,9 +122,11 @@ func (r *Repo) fetchTrackedLocked(ctx context.Context) (FetchResult, error) {
 // clone's tracking references to them.
 func (r *Repo) fetchLocked(ctx context.Context, op string, branches ...string) (map[string]plumbing.Hash, bool, error) {
 	errBranch := branches[0]
-	sess, secrets, err := r.remote.uploadPack()
+	ctx, cancel := r.bound(ctx, op)
+	defer cancel()
+	sess, secrets, err := r.remote.uploadPack(ctx)
 	if err != nil {
-		return nil, false, r.errf(op, errBranch, err, secrets...)
+		return nil, false, r.errf(op, errBranch, timedOut(ctx, err), secrets...)
 	}
 	defer sess.Close()
 	ar, err := sess.AdvertisedReferencesContext(ctx)
@@ -132,7 +134,7 @@ func (r *Repo) fetchLocked(ctx context.Context, op string, branches ...string) (
 		if errors.Is(err, transport.ErrEmptyRemoteRepository) {
 			return map[string]plumbing.Hash{}, false, nil
 		}
-		return nil, false, r.errf(op, errBranch, err, secrets...)
+		return nil, false, r.errf(op, errBranch, timedOut(ctx, err), secrets...)
 	}
 	refs, err := ar.AllReferences()
 	if err != nil {
@@ -164,12 +166,15 @@ func (r *Repo) fetchLocked(ctx context.Context, op string, branches ...string) (
 		req.Haves = r.haves()
 		resp, err := sess.UploadPack(ctx, req)
 		if err != nil {
-			return nil, false, r.errf(op, errBranch, err, secrets...)
+			return nil, false, r.errf(op, errBranch, timedOut(ctx, err), secrets...)
 		}
 		rd := sidebandReader(req.Capabilities, resp)
 		err = packfile.UpdateObjectStorage(r.st, rd)
 		_ = resp.Close()
 		if err != nil {
+			if terr := timedOut(ctx, err); terr != err {
+				return nil, false, r.errf(op, errBranch, terr)
+			}
 			return nil, false, r.errf(op, errBranch, fmt.Errorf("receive pack: %w", err), secrets...)
 		}
 		for _, h := range wants {

@@ -63,6 +63,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for commit times (time.Now when nil).
 	Now func() time.Time
+	// Timeout bounds each exchange with the remote: a fetch, a push of
+	// status, a clone (DefaultTimeout when zero). An exchange that runs out
+	// of time fails with a *TimeoutError that names it.
+	Timeout time.Duration
 }
 
 // Repo follows the fleet repo from a clone kept in a work directory, and
@@ -110,6 +114,9 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
 	for _, b := range []string{opts.Branch, opts.StatusBranch} {
 		if err := plumbing.NewBranchReferenceName(b).Validate(); err != nil {
 			return nil, fmt.Errorf("git: open: invalid branch name %q", b)
@@ -119,7 +126,7 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 		return nil, errors.New("git: open: work directory is empty")
 	}
 	log := opts.Logger.With("remote", redactURL(opts.URL), "branch", opts.Branch)
-	rm, err := newRemote(opts.URL, opts.Auth, log)
+	rm, err := newRemote(opts.URL, opts.Auth, opts.Timeout, log)
 	if err != nil {
 		return nil, fmt.Errorf("git: open: %w", err)
 	}
@@ -185,6 +192,21 @@ func (r *Repo) Close() error {
 func openStorage(dir string) *filesystem.Storage {
 	return filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRU(objectCache),
 		filesystem.Options{MaxOpenDescriptors: 2*maxPacks + 8})
+}
+
+// bound gives one exchange with the remote, op, its deadline.
+func (r *Repo) bound(ctx context.Context, op string) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, r.opts.Timeout, &TimeoutError{Op: op, Remote: r.remote.display, After: r.opts.Timeout})
+}
+
+// timedOut returns, for an exchange whose context ended on a deadline, the
+// cause of that deadline (which names the exchange or the enclosing sync)
+// instead of what the transport made of it; else err.
+func timedOut(ctx context.Context, err error) error {
+	if err == nil || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return err
+	}
+	return context.Cause(ctx)
 }
 
 // errf wraps err as an *Error of step op, scrubbed of secrets.
