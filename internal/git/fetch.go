@@ -126,7 +126,7 @@ func (r *Repo) fetchLocked(ctx context.Context, op string, branches ...string) (
 	defer cancel()
 	sess, secrets, err := r.remote.uploadPack(ctx)
 	if err != nil {
-		return nil, false, r.errf(op, errBranch, timedOut(ctx, err), secrets...)
+		return nil, false, r.errf(op, errBranch, r.timedOut(ctx, op, err), secrets...)
 	}
 	defer sess.Close()
 	ar, err := sess.AdvertisedReferencesContext(ctx)
@@ -134,7 +134,7 @@ func (r *Repo) fetchLocked(ctx context.Context, op string, branches ...string) (
 		if errors.Is(err, transport.ErrEmptyRemoteRepository) {
 			return map[string]plumbing.Hash{}, false, nil
 		}
-		return nil, false, r.errf(op, errBranch, timedOut(ctx, err), secrets...)
+		return nil, false, r.errf(op, errBranch, r.timedOut(ctx, op, err), secrets...)
 	}
 	refs, err := ar.AllReferences()
 	if err != nil {
@@ -166,13 +166,13 @@ func (r *Repo) fetchLocked(ctx context.Context, op string, branches ...string) (
 		req.Haves = r.haves()
 		resp, err := sess.UploadPack(ctx, req)
 		if err != nil {
-			return nil, false, r.errf(op, errBranch, timedOut(ctx, err), secrets...)
+			return nil, false, r.errf(op, errBranch, r.timedOut(ctx, op, err), secrets...)
 		}
 		rd := sidebandReader(req.Capabilities, resp)
 		err = packfile.UpdateObjectStorage(r.st, rd)
 		_ = resp.Close()
 		if err != nil {
-			if terr := timedOut(ctx, err); terr != err {
+			if terr := r.timedOut(ctx, op, err); terr != err {
 				return nil, false, r.errf(op, errBranch, terr)
 			}
 			return nil, false, r.errf(op, errBranch, fmt.Errorf("receive pack: %w", err), secrets...)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -199,14 +200,23 @@ func (r *Repo) bound(ctx context.Context, op string) (context.Context, context.C
 	return context.WithTimeoutCause(ctx, r.opts.Timeout, &TimeoutError{Op: op, Remote: r.remote.display, After: r.opts.Timeout})
 }
 
-// timedOut returns, for an exchange whose context ended on a deadline, the
-// cause of that deadline (which names the exchange or the enclosing sync)
-// instead of what the transport made of it; else err.
-func timedOut(ctx context.Context, err error) error {
-	if err == nil || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return err
+// timedOut returns, for an exchange op whose context ended on a deadline,
+// the cause of that deadline (which names the exchange or the enclosing
+// sync) instead of what the transport made of it; for a timeout of the HTTP
+// transport's own (a connection made, no response headers), a
+// *TimeoutError; else err.
+func (r *Repo) timedOut(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
 	}
-	return context.Cause(ctx)
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return context.Cause(ctx)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return &TimeoutError{Op: op, Remote: r.remote.display, After: r.opts.Timeout}
+	}
+	return err
 }
 
 // errf wraps err as an *Error of step op, scrubbed of secrets.

@@ -201,7 +201,7 @@ func (r *Repo) tryStatus(ctx context.Context, mem *memory.Storage, statusTree pl
 		}
 	}
 	if err != nil {
-		return statusTry{}, r.errf("push", b, timedOut(ctx, err), secrets...)
+		return statusTry{}, r.errf("push", b, r.timedOut(ctx, "push", err), secrets...)
 	}
 	r.storePushed(b, commit, pack)
 	return statusTry{done: true, res: res, base: base}, nil
@@ -220,12 +220,12 @@ func (r *Repo) openPush(ctx context.Context) (*pushSession, plumbing.Hash, []str
 	b := r.opts.StatusBranch
 	sess, secrets, err := r.remote.receivePack(ctx)
 	if err != nil {
-		return nil, plumbing.ZeroHash, secrets, r.errf("push", b, timedOut(ctx, err), secrets...)
+		return nil, plumbing.ZeroHash, secrets, r.errf("push", b, r.timedOut(ctx, "push", err), secrets...)
 	}
 	ar, err := sess.AdvertisedReferencesContext(ctx)
 	if err != nil {
 		_ = sess.Close()
-		return nil, plumbing.ZeroHash, secrets, r.errf("push", b, timedOut(ctx, err), secrets...)
+		return nil, plumbing.ZeroHash, secrets, r.errf("push", b, r.timedOut(ctx, "push", err), secrets...)
 	}
 	refs, err := ar.AllReferences()
 	if err != nil {
