@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/fleetd/fleetd/internal/kube"
@@ -107,7 +108,9 @@ func worldKey(f *schema.Fleet) string {
 	for _, p := range f.Spec.Providers {
 		switch {
 		case p.AWS != nil:
-			refs = append(refs, p.AWS.Credentials)
+			// The SDK reads profiles and keys from its shared files.
+			refs = append(refs, p.AWS.Credentials, "file:"+awsSharedFile("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
+				"file:"+awsSharedFile("AWS_CONFIG_FILE", "config"))
 		case p.VSphere != nil:
 			refs = append(refs, p.VSphere.Credentials)
 		}
@@ -122,6 +125,19 @@ func worldKey(f *schema.Fleet) string {
 		Credentials []string
 	}{f.Spec.Name, f.Spec.Providers, f.Spec.Rancher, credentialDigests(refs)})
 	return fmt.Sprintf("%x", sha256.Sum256(b))
+}
+
+// awsSharedFile is the AWS SDK's shared file: where env says, else
+// ~/.aws/name.
+func awsSharedFile(env, name string) string {
+	if p := os.Getenv(env); p != "" {
+		return p
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(home, ".aws", name)
 }
 
 // credentialDigests digests what each env:NAME or file:/path reference holds
