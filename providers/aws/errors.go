@@ -41,8 +41,8 @@ var stalledCodes = map[string]bool{
 	"InvalidGroupId.NotFound":   true,
 	"InvalidInstanceType":       true,
 	"Unsupported":               true,
-	"OptInRequired":         true,
-	"Blocked":               true,
+	"OptInRequired":             true,
+	"Blocked":                   true,
 	// Account quotas: a person raises them, or lowers the fleet's demand.
 	"InstanceLimitExceeded": true,
 	"VcpuLimitExceeded":     true,
