@@ -122,6 +122,14 @@ when its secret file is given; GET /healthz, /readyz, /metrics.
 With --leader-elect, replicas elect a leader through a coordination.k8s.io
 Lease; only the leader syncs and answers ready.
 
+Every fetch and push has a deadline (--git-timeout), so has every call to a
+provider, Rancher or a downstream cluster (--call-timeout; 5 times it for
+creates, deletes and drains) and every sync (--sync-timeout): a peer that never
+answers fails the sync as a transient error that names the call. /healthz
+answers 503 when no sync has finished within 3 times --sync-timeout while one
+was due; a sync that ignores its deadline makes fleetd release the Lease and
+exit 1, so that it is restarted.
+
 On SIGTERM or SIGINT it stops taking triggers, lets the sync in flight finish
 (at most --shutdown-timeout), releases the Lease and exits 0.`,
 		Args: cobra.NoArgs,
