@@ -50,6 +50,7 @@ func hungOrErr(ctx context.Context, name string, err error, hung *HungError) err
 		// The enclosing deadline passed first: say which call it caught.
 		return Transient(fmt.Errorf("%s: %w", name, cause))
 	}
-	hung.Err = err
-	return Transient(hung)
+	// A new value: the cause is shared with whatever the call left running,
+	// and err may already wrap it (net/http returns a context's cause).
+	return Transient(&HungError{Call: name, After: hung.After, Err: err})
 }

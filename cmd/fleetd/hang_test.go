@@ -122,6 +122,8 @@ func TestRunSurvivesAHungPeer(t *testing.T) {
 		repo  string // "" for the fleet repo itself; else the remote URL
 		want  string
 	}{
+		// A local fleet repo has no deadline (it is not a peer); the git
+		// case names its remote.
 		{name: "git remote", fleet: hangFleetHead + "providers:\n" + hangFleetAWS + hangFleetTail,
 			repo: "http://fleetd:s3cret-token@%HANG%/fleet.git",
 			want: "git: clone http://%HANG%/fleet.git branch main: no answer within 300ms"},

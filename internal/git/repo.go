@@ -195,8 +195,16 @@ func openStorage(dir string) *filesystem.Storage {
 		filesystem.Options{MaxOpenDescriptors: 2*maxPacks + 8})
 }
 
-// bound gives one exchange with the remote, op, its deadline.
+// bound gives one exchange with the remote, op, its deadline. An exchange
+// with a local repository gets none and is not cancelled either: it is read
+// from disk, not from a peer that can hang, and go-git's file transport
+// cannot be abandoned midway (closing the session waits for the
+// git-upload-pack process, which blocks writing to a pipe nobody reads any
+// more, for ever).
 func (r *Repo) bound(ctx context.Context, op string) (context.Context, context.CancelFunc) {
+	if r.remote.proto == protoFile {
+		return context.WithoutCancel(ctx), func() {}
+	}
 	return context.WithTimeoutCause(ctx, r.opts.Timeout, &TimeoutError{Op: op, Remote: r.remote.display, After: r.opts.Timeout})
 }
 
