@@ -65,10 +65,15 @@ func Classify(err error) Reaction {
 		wait    *WaitError
 		trans   *TransientError
 		stalled *StalledError
+		hung    *HungError
 	)
 	switch {
 	case err == nil:
 		return ReactNone
+	case errors.As(err, &hung):
+		// A peer that did not answer may answer next time, whatever the
+		// layers below made of the cancelled call.
+		return ReactRetry
 	case errors.As(err, &stalled):
 		return ReactStall
 	case errors.As(err, &trans):

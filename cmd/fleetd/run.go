@@ -20,6 +20,8 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/fleetd/fleetd/internal/daemon"
+	"github.com/fleetd/fleetd/internal/fleetsync"
+	fgit "github.com/fleetd/fleetd/internal/git"
 	"github.com/fleetd/fleetd/internal/leader"
 	"github.com/fleetd/fleetd/internal/metrics"
 	"github.com/fleetd/fleetd/internal/server"
@@ -46,6 +48,12 @@ type RunConfig struct {
 	// PollInterval is the daemon's poll interval (for the loop's own
 	// timing decisions, if any).
 	PollInterval time.Duration
+	// GitTimeout bounds each fetch from and push to the fleet repo.
+	GitTimeout time.Duration
+	// CallTimeout bounds each call to a provider, Rancher or a downstream
+	// cluster (creates, deletes and drains get fleetsync.ChangeTimeoutFactor
+	// times as long).
+	CallTimeout time.Duration
 }
 
 // newSyncer builds the sync loop for `fleetd run`. The sync loop's package
@@ -69,6 +77,7 @@ type runOptions struct {
 	logFormat       string
 	logLevel        string
 	shutdownTimeout time.Duration
+	syncTimeout     time.Duration
 	leaderElect     bool
 	leaderNamespace string
 	leaderName      string
@@ -121,6 +130,14 @@ one summary per minute.
 With --leader-elect, replicas elect a leader through a coordination.k8s.io
 Lease; only the leader syncs and answers ready.
 
+Every fetch and push has a deadline (--git-timeout), so has every call to a
+provider, Rancher or a downstream cluster (--call-timeout; 5 times it for
+creates, deletes and drains) and every sync (--sync-timeout): a peer that never
+answers fails the sync as a transient error that names the call. /healthz
+answers 503 when no sync has finished within 3 times --sync-timeout while one
+was due; a sync that ignores its deadline makes fleetd release the Lease and
+exit 1, so that it is restarted.
+
 On SIGTERM or SIGINT it stops taking triggers, lets the sync in flight finish
 (at most --shutdown-timeout), releases the Lease and exits 0.`,
 		Args: cobra.NoArgs,
@@ -152,6 +169,9 @@ On SIGTERM or SIGINT it stops taking triggers, lets the sync in flight finish
 	f.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 2*time.Minute, "how long a stop lets the sync in flight finish before cancelling it")
+	f.DurationVar(&o.syncTimeout, "sync-timeout", daemon.DefaultSyncTimeout, "deadline of one sync; /healthz fails when no sync finished within 3 times it")
+	f.DurationVar(&o.GitTimeout, "git-timeout", fgit.DefaultTimeout, "deadline of each fetch from and push to the fleet repo")
+	f.DurationVar(&o.CallTimeout, "call-timeout", fleetsync.DefaultCallTimeout, "deadline of each call to a provider, Rancher or a downstream cluster (creates, deletes and drains: 5 times it)")
 	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas through a Lease; only the leader syncs")
 	f.StringVar(&o.leaderNamespace, "leader-elect-namespace", "", "namespace of the Lease (default: the pod's namespace)")
 	f.StringVar(&o.leaderName, "leader-elect-name", "fleetd", "name of the Lease")
@@ -218,6 +238,17 @@ func (o *runOptions) validate() error {
 	}
 	if o.shutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
+	}
+	for _, t := range []struct {
+		flag string
+		d    time.Duration
+	}{{"sync-timeout", o.syncTimeout}, {"git-timeout", o.GitTimeout}, {"call-timeout", o.CallTimeout}} {
+		if t.d <= 0 {
+			errs = append(errs, fmt.Errorf("--%s must be positive, not %s", t.flag, t.d))
+		}
+	}
+	if o.GitTimeout > o.syncTimeout || o.CallTimeout > o.syncTimeout {
+		errs = append(errs, fmt.Errorf("--git-timeout and --call-timeout must not exceed --sync-timeout (%s)", o.syncTimeout))
 	}
 	if o.leaderElect {
 		if o.leaderName == "" {
@@ -370,12 +401,20 @@ func runDaemon(ctx context.Context, o runOptions, stderr io.Writer) error {
 	if err != nil {
 		return &exitError{code: exitFailed, err: fmt.Errorf("run: %w", err)}
 	}
+	var wedged bool
 	if c, ok := syncer.(interface{ Close(context.Context) }); ok {
-		defer c.Close(context.WithoutCancel(ctx))
+		defer func() {
+			// A wedged sync still holds the loop: closing it would wait
+			// for ever. The process exits; that ends its sessions.
+			if !wedged {
+				c.Close(context.WithoutCancel(ctx))
+			}
+		}()
 	}
 	d := daemon.New(syncer, daemon.Options{
 		Schedule:    daemon.Schedule{PollInterval: o.PollInterval, ShortResync: o.resync},
 		StopTimeout: o.shutdownTimeout,
+		SyncTimeout: o.syncTimeout,
 		Recorder:    m,
 		Logger:      log,
 	})
@@ -391,6 +430,7 @@ func runDaemon(ctx context.Context, o runOptions, stderr io.Writer) error {
 		Branch: o.Branch, GitHubSecret: ghSecret, GitLabToken: glToken, SyncToken: syncToken,
 		Trigger: d, Ready: ready.Check, Metrics: m, Logger: log,
 		MaxConns: o.maxConns, MaxInFlight: o.maxInFlight,
+		Healthy: func() error { return d.Health(time.Now()) },
 	})
 
 	// The HTTP server outlives the daemon: while the sync in flight
@@ -403,7 +443,7 @@ func runDaemon(ctx context.Context, o runOptions, stderr io.Writer) error {
 		onListen(ln.Addr())
 	}
 	attrs := []any{"version", fleetdVersion(), "repo", redactURL(o.RepoURL), "branch", o.Branch, "listen", ln.Addr().String(),
-		"poll_interval", o.PollInterval.String(), "dry_run", o.DryRun, "leader_elect", o.leaderElect,
+		"poll_interval", o.PollInterval.String(), "sync_timeout", o.syncTimeout.String(), "dry_run", o.DryRun, "leader_elect", o.leaderElect,
 		"webhooks", enabledHooks(ghSecret, glToken, syncToken)}
 	if elector != nil {
 		attrs = append(attrs, "identity", elector.Identity())
@@ -418,8 +458,18 @@ func runDaemon(ctx context.Context, o runOptions, stderr io.Writer) error {
 			runErr = d.Run(context.WithoutCancel(ctx), ctx.Done())
 			return
 		}
-		runErr = elector.Run(ctx, func(leadCtx context.Context) {
-			if err := d.Run(leadCtx, ctx.Done()); err != nil && ctx.Err() != nil {
+		// A wedged sync ends the campaign too: the Lease is released when
+		// lead returns, and this replica must not lead again while the
+		// wedged sync still runs in it.
+		electCtx, stopElecting := context.WithCancel(ctx)
+		defer stopElecting()
+		runErr = elector.Run(electCtx, func(leadCtx context.Context) {
+			err := d.Run(leadCtx, ctx.Done())
+			switch {
+			case errors.Is(err, daemon.ErrSyncWedged):
+				leadErr = err
+				stopElecting()
+			case err != nil && ctx.Err() != nil:
 				leadErr = err // a graceful stop that timed out
 			}
 		})
@@ -439,6 +489,7 @@ func runDaemon(ctx context.Context, o runOptions, stderr io.Writer) error {
 	if err := <-srvErr; err != nil {
 		log.Warn("HTTP server shutdown", "error", err.Error())
 	}
+	wedged = errors.Is(runErr, daemon.ErrSyncWedged)
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return &exitError{code: exitFailed, err: fmt.Errorf("run: %w", runErr)}
 	}

@@ -26,11 +26,11 @@ func loopSyncer(_ context.Context, cfg RunConfig, m *metrics.Metrics, log *slog.
 		return nil, errors.New("run: --work-dir is empty")
 	}
 	src := &fleetsync.RepoSource{Options: fgit.Options{
-		URL: cfg.RepoURL, Branch: cfg.Branch, Dir: cfg.WorkDir, Logger: log,
+		URL: cfg.RepoURL, Branch: cfg.Branch, Dir: cfg.WorkDir, Logger: log, Timeout: cfg.GitTimeout,
 		Auth: fgit.Auth{TokenFile: cfg.HTTPSTokenFile, SSHKeyFile: cfg.SSHKeyFile, KnownHostsFile: cfg.SSHKnownHostsFile},
 	}}
 	loop := &fleetsync.Loop{
-		Source: src, DryRun: cfg.DryRun, Logger: log,
+		Source: src, DryRun: cfg.DryRun, Logger: log, CallTimeout: cfg.CallTimeout,
 		Apply: reconcile.ApplyOptions{Concurrency: cfg.Concurrency},
 		World: func(ctx context.Context, f *schema.Fleet, log *slog.Logger) (reconcile.World, func(context.Context), error) {
 			w, closeW, err := liveWorldFunc(ctx, f, log)

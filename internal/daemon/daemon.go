@@ -3,11 +3,19 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/fleetd/fleetd/reconcile"
 )
+
+// DefaultSyncTimeout bounds one sync when Options.SyncTimeout is zero. Every
+// call within a sync has a shorter deadline of its own; this one is the
+// backstop for a sync that makes many slow calls.
+const DefaultSyncTimeout = 10 * time.Minute
 
 // Reasons a sync runs, as logged.
 const (
@@ -21,6 +29,12 @@ const (
 
 // ErrStopping is returned by Trigger once a graceful stop has begun.
 var ErrStopping = errors.New("daemon: stopping, no new syncs")
+
+// ErrSyncWedged says a sync did not return within CancelGrace after its
+// deadline passed: it ignores its context and may never return. The daemon
+// stops (Run returns it) so that the process exits and a new one, or another
+// replica, takes over; the wedged sync cannot be stopped any other way.
+var ErrSyncWedged = errors.New("daemon: a sync did not return after its deadline passed")
 
 // ErrStopTimeout says a sync did not return within the stop timeout and its
 // grace after being cancelled.
@@ -40,6 +54,11 @@ type Options struct {
 	// sync gets CancelGrace (default 10s) to return.
 	StopTimeout time.Duration
 	CancelGrace time.Duration
+	// SyncTimeout bounds one sync (DefaultSyncTimeout when zero): its
+	// context ends then, and the sync ends as a transient failure. A sync
+	// that has not returned CancelGrace later is wedged: Run returns
+	// ErrSyncWedged.
+	SyncTimeout time.Duration
 	// Recorder, when set, receives every outcome.
 	Recorder Recorder
 	// Logger defaults to slog.Default().
@@ -65,8 +84,11 @@ type Status struct {
 	// Syncs counts finished syncs; Running says one is in flight.
 	Syncs   int
 	Running bool
-	// Next is when the next scheduled sync is due (zero while one runs).
+	// Next is when the next scheduled sync is due (zero while one runs, and
+	// while Run is not running: a replica that does not lead).
 	Next time.Time
+	// Started is when the sync in flight started (zero when none runs).
+	Started time.Time
 }
 
 // Daemon runs a Syncer one sync at a time. Triggers (Trigger) coalesce: at
@@ -93,6 +115,9 @@ func New(s Syncer, opts Options) *Daemon {
 	}
 	if opts.CancelGrace <= 0 {
 		opts.CancelGrace = 10 * time.Second
+	}
+	if opts.SyncTimeout <= 0 {
+		opts.SyncTimeout = DefaultSyncTimeout
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -151,24 +176,39 @@ func (d *Daemon) Run(ctx context.Context, stop <-chan struct{}) error {
 	nextReason := ReasonStart
 	d.setNext(time.Now())
 
+	defer d.setIdle()
 	var (
 		running    chan Outcome // nil while idle
+		syncCtx    context.Context
 		cancelSync context.CancelFunc
 		started    time.Time
 		reason     string
+		// deadline is the cause of a sync's context ending at SyncTimeout:
+		// every call cut short by it names it.
+		deadline = &reconcile.HungError{Call: "sync", After: d.opts.SyncTimeout}
+		// wedged fires CancelGrace after the sync's deadline.
+		wedged = time.NewTimer(0)
 	)
+	defer wedged.Stop()
+	wedged.Stop()
 	start := func(why string) {
 		timer.Stop()
 		reason = why
 		started = time.Now()
-		var syncCtx context.Context
-		syncCtx, cancelSync = context.WithCancel(ctx)
+		syncCtx, cancelSync = context.WithTimeoutCause(ctx, d.opts.SyncTimeout, deadline)
 		running = make(chan Outcome, 1)
-		d.setRunning()
+		wedged.Reset(d.opts.SyncTimeout + d.opts.CancelGrace)
+		d.setRunning(started)
 		d.log.Info("Sync starting", "reason", why)
 		go func(ch chan<- Outcome) { ch <- d.syncer.Sync(syncCtx) }(running)
 	}
 	finish := func(o Outcome) {
+		wedged.Stop()
+		if context.Cause(syncCtx) == deadline && reconcile.Classify(o.Err) != reconcile.ReactRetry {
+			// Whatever the sync made of its cut-short calls, a sync that
+			// ran out of time is retried.
+			o.Err = errors.Join(deadline, o.Err)
+		}
 		cancelSync()
 		dur := time.Since(started)
 		var delay time.Duration
@@ -226,9 +266,16 @@ func (d *Daemon) Run(ctx context.Context, stop <-chan struct{}) error {
 			if running != nil {
 				d.log.Warn("Cancelling the in-flight sync", "cause", context.Cause(ctx).Error())
 				cancelSync()
-				finish(<-running)
+				select {
+				case o := <-running:
+					finish(o)
+				case <-wedged.C:
+					return d.wedged(started)
+				}
 			}
 			return ctx.Err()
+		case <-wedged.C:
+			return d.wedged(started)
 		case why := <-triggers:
 			start(why)
 		case <-tick:
@@ -268,11 +315,47 @@ func (d *Daemon) setStopping() {
 	d.mu.Unlock()
 }
 
-func (d *Daemon) setRunning() {
+func (d *Daemon) setRunning(started time.Time) {
 	d.mu.Lock()
 	d.status.Running = true
+	d.status.Started = started
 	d.status.Next = time.Time{}
 	d.mu.Unlock()
+}
+
+// setIdle records that Run returned: no sync is due until it runs again. A
+// wedged sync stays Running.
+func (d *Daemon) setIdle() {
+	d.mu.Lock()
+	d.status.Next = time.Time{}
+	d.mu.Unlock()
+}
+
+// wedged gives up on a sync that ignores its context.
+func (d *Daemon) wedged(started time.Time) error {
+	d.log.Error("A sync did not return after its deadline: stopping so that the process is restarted",
+		"started", started.UTC().Format(time.RFC3339), "sync_timeout", d.opts.SyncTimeout.String(), "grace", d.opts.CancelGrace.String())
+	return ErrSyncWedged
+}
+
+// Health reports whether syncs still finish: it fails when a sync has been
+// due (running, or scheduled and not started) for longer than three sync
+// timeouts, so a liveness probe restarts a process whose syncs stopped
+// finishing. A replica that does not lead has no sync due and is healthy.
+func (d *Daemon) Health(now time.Time) error {
+	d.mu.Lock()
+	s := d.status
+	d.mu.Unlock()
+	bound := 3 * d.opts.SyncTimeout
+	switch {
+	case s.Running && now.Sub(s.Started) > bound:
+		return fmt.Errorf("the sync started %s ago has not finished (limit %s, 3 × the sync timeout)",
+			now.Sub(s.Started).Round(time.Second), bound)
+	case !s.Running && !s.Next.IsZero() && now.Sub(s.Next) > bound:
+		return fmt.Errorf("a sync due %s ago has not started (limit %s, 3 × the sync timeout)",
+			now.Sub(s.Next).Round(time.Second), bound)
+	}
+	return nil
 }
 
 func (d *Daemon) setNext(t time.Time) {
@@ -286,6 +369,7 @@ func (d *Daemon) record(o Outcome, _ time.Duration, next time.Time) {
 	defer d.mu.Unlock()
 	s := &d.status
 	s.Running = false
+	s.Started = time.Time{}
 	s.Syncs++
 	s.LastResult = o.Result()
 	s.LastSyncEnded = time.Now()

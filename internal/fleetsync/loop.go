@@ -46,6 +46,9 @@ type Loop struct {
 	NoStatus bool
 	// Apply tunes how actions run.
 	Apply reconcile.ApplyOptions
+	// CallTimeout bounds each call to a provider, Rancher or a downstream
+	// cluster (DefaultCallTimeout when zero; see Bound).
+	CallTimeout time.Duration
 	// Logger receives operator logs (slog.Default() when nil).
 	Logger *slog.Logger
 	// Now is the clock (time.Now when nil).
@@ -399,6 +402,7 @@ func (l *Loop) liveWorld(ctx context.Context, fleet *schema.Fleet, log *slog.Log
 		l.world, l.worldKey = reconcile.World{}, ""
 		return reconcile.World{}, err
 	}
+	w = Bound(w, l.CallTimeout)
 	l.world, l.worldKey, l.closeW = w, key, closeW
 	return w, nil
 }

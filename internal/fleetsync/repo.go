@@ -3,11 +3,14 @@ package fleetsync
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	fgit "github.com/fleetd/fleetd/internal/git"
+	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/schema"
 )
 
@@ -23,6 +26,11 @@ type RepoSource struct {
 	mu   sync.Mutex
 	repo *fgit.Repo
 	last string // the previous snapshot's revision
+	// refused is the remote's refusal of the credentials, and refusedSum
+	// the digest of the credential files it refused: while they are
+	// unchanged, the remote is not asked again.
+	refused    error
+	refusedSum string
 	// status is what the status branch holds as far as this source knows:
 	// fleetd is the branch's only writer, and its pushes are compare-and-
 	// swap, so after the first read each sync needs no fetch of the branch
@@ -73,16 +81,28 @@ func (s *RepoSource) open(ctx context.Context, fleet *schema.Fleet) (*fgit.Repo,
 	return repo, nil
 }
 
-// Snapshot fetches the tracked branch.
+// Snapshot fetches the tracked branch. After the remote refused the
+// credentials, it fails with that refusal without asking the remote again
+// until the token or key files change.
 func (s *RepoSource) Snapshot(ctx context.Context) (*Snapshot, error) {
+	sum := s.credentialsSum()
+	s.mu.Lock()
+	refused := s.refused
+	if refused != nil && s.refusedSum != sum {
+		refused, s.refused = nil, nil
+	}
+	s.mu.Unlock()
+	if refused != nil {
+		return nil, refused
+	}
 	repo, err := s.open(ctx, nil)
 	if err != nil {
-		return nil, err
+		return nil, s.noteRefusal(err, sum)
 	}
 	start := time.Now()
 	fr, err := repo.Fetch(ctx)
 	if err != nil {
-		return nil, err
+		return nil, s.noteRefusal(err, sum)
 	}
 	tree, err := repo.FS(ctx, fr.Head)
 	if err != nil {
@@ -110,6 +130,33 @@ func (s *RepoSource) Snapshot(ctx context.Context) (*Snapshot, error) {
 		Rewritten:     fr.Rewritten,
 		StatusMoved:   moved,
 	}, nil
+}
+
+// noteRefusal remembers a refusal of the credentials (fgit.ErrAuth) and
+// says what to fix.
+func (s *RepoSource) noteRefusal(err error, sum string) error {
+	if !errors.Is(err, fgit.ErrAuth) {
+		return err
+	}
+	a := s.Options.Auth
+	source := ""
+	switch {
+	case a.TokenFile != "":
+		source = "file:" + a.TokenFile
+	case a.SSHKeyFile != "":
+		source = "file:" + a.SSHKeyFile
+	}
+	err = &reconcile.CredentialsError{Peer: "The fleet repo's remote", Source: source, Err: err}
+	s.mu.Lock()
+	s.refused, s.refusedSum = err, sum
+	s.mu.Unlock()
+	return err
+}
+
+// credentialsSum digests the files the remote's credentials are read from.
+func (s *RepoSource) credentialsSum() string {
+	a := s.Options.Auth
+	return strings.Join(credentialDigests([]string{"file:" + a.TokenFile, "file:" + a.SSHKeyFile, "file:" + a.SSHKeyPassphraseFile}), ",")
 }
 
 // ReadStatus fetches the status branch and reads status/ from it.

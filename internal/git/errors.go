@@ -1,8 +1,11 @@
 package git
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -26,6 +29,21 @@ var (
 	// followed; symlinks are never followed.
 	ErrSymlink = errors.New("symbolic link not followed")
 )
+
+// TimeoutError says the remote did not answer an exchange in time. It
+// unwraps to context.DeadlineExceeded.
+type TimeoutError struct {
+	Op     string // the exchange: "fetch", "push", "clone"
+	Remote string // remote URL without userinfo
+	After  time.Duration
+}
+
+func (e *TimeoutError) Error() string {
+	// The *Error around it names the exchange and the remote.
+	return fmt.Sprintf("no answer within %s", e.After)
+}
+
+func (e *TimeoutError) Unwrap() error { return context.DeadlineExceeded }
 
 // Error is the failure of one step against the fleet repo: the step (clone,
 // fetch, push, …), the remote without credentials, the branch, and the cause.

@@ -160,9 +160,11 @@ func (r *Repo) fetchTrackedLocked(ctx context.Context) (FetchResult, error) {
 // clone's tracking references to them.
 func (r *Repo) fetchLocked(ctx context.Context, op string, branches ...string) (map[string]plumbing.Hash, bool, error) {
 	errBranch := branches[0]
-	sess, secrets, err := r.remote.uploadPack()
+	ctx, cancel := r.bound(ctx, op)
+	defer cancel()
+	sess, secrets, err := r.remote.uploadPack(ctx)
 	if err != nil {
-		return nil, false, r.errf(op, errBranch, err, secrets...)
+		return nil, false, r.errf(op, errBranch, r.timedOut(ctx, op, err), secrets...)
 	}
 	defer sess.Close()
 	ar, err := sess.AdvertisedReferencesContext(ctx)
@@ -171,7 +173,7 @@ func (r *Repo) fetchLocked(ctx context.Context, op string, branches ...string) (
 			r.advertised = nil
 			return map[string]plumbing.Hash{}, false, nil
 		}
-		return nil, false, r.errf(op, errBranch, err, secrets...)
+		return nil, false, r.errf(op, errBranch, r.timedOut(ctx, op, err), secrets...)
 	}
 	refs, err := ar.AllReferences()
 	if err != nil {
@@ -204,12 +206,15 @@ func (r *Repo) fetchLocked(ctx context.Context, op string, branches ...string) (
 		req.Haves = r.haves()
 		resp, err := sess.UploadPack(ctx, req)
 		if err != nil {
-			return nil, false, r.errf(op, errBranch, err, secrets...)
+			return nil, false, r.errf(op, errBranch, r.timedOut(ctx, op, err), secrets...)
 		}
 		rd := sidebandReader(req.Capabilities, resp)
 		err = packfile.UpdateObjectStorage(r.st, rd)
 		_ = resp.Close()
 		if err != nil {
+			if terr := r.timedOut(ctx, op, err); terr != err {
+				return nil, false, r.errf(op, errBranch, terr)
+			}
 			return nil, false, r.errf(op, errBranch, fmt.Errorf("receive pack: %w", err), secrets...)
 		}
 		for _, h := range wants {

@@ -1,11 +1,14 @@
 package git
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -22,9 +25,9 @@ import (
 // is empty. GitLab and GitHub accept any non-empty user with an access token.
 const DefaultHTTPUser = "fleetd"
 
-// sshDialTimeout bounds the SSH dial and handshake; go-git's SSH dialer does
-// not take a context.
-const sshDialTimeout = 30 * time.Second
+// DefaultTimeout bounds each exchange with the remote (a fetch, a push, a
+// clone) when Options.Timeout is zero.
+const DefaultTimeout = time.Minute
 
 // Auth says where the credentials for the remote are. Secrets are read from
 // files at every connection, so a rotated token or key is picked up without
@@ -64,6 +67,7 @@ type remote struct {
 	ep      *transport.Endpoint
 	tr      transport.Transport
 	auth    Auth
+	timeout time.Duration
 	log     *slog.Logger
 
 	// The parsed SSH key and a digest of the file and passphrase it came
@@ -72,7 +76,7 @@ type remote struct {
 	signerSum [32]byte
 }
 
-func newRemote(raw string, auth Auth, log *slog.Logger) (*remote, error) {
+func newRemote(raw string, auth Auth, timeout time.Duration, log *slog.Logger) (*remote, error) {
 	if raw == "" {
 		return nil, errors.New("remote URL is empty")
 	}
@@ -81,7 +85,7 @@ func newRemote(raw string, auth Auth, log *slog.Logger) (*remote, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse remote %s: %w", display, errors.New("invalid URL"))
 	}
-	rm := &remote{display: display, ep: ep, auth: auth, log: log}
+	rm := &remote{display: display, ep: ep, auth: auth, timeout: timeout, log: log}
 	switch ep.Protocol {
 	case "file":
 		rm.proto = protoFile
@@ -101,6 +105,18 @@ func newRemote(raw string, auth Auth, log *slog.Logger) (*remote, error) {
 		}
 	default:
 		return nil, fmt.Errorf("remote %s: unsupported protocol %q (use https, ssh or file)", display, ep.Protocol)
+	}
+	if rm.proto == protoHTTP {
+		// go-git's default HTTP client has no timeout at all. Requests carry
+		// the exchange's context (Repo.bound), which bounds the whole
+		// exchange; the transport's own timeouts also end a connection that
+		// is made but never answers, each with net/http's own error.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
+		tr.TLSHandshakeTimeout = timeout
+		tr.ResponseHeaderTimeout = timeout
+		rm.tr = githttp.NewClient(&http.Client{Transport: tr})
+		return rm, nil
 	}
 	rm.tr, err = client.NewClient(ep)
 	if err != nil {
@@ -165,27 +181,57 @@ func (rm *remote) authMethod() (transport.AuthMethod, []string, error) {
 			// server may present a key of another type and fail the check.
 			keys.HostKeyAlgorithms = db.HostKeyAlgorithms(net.JoinHostPort(rm.ep.Host, strconv.Itoa(port)))
 		}
-		return &sshAuth{PublicKeys: keys}, []string{pass}, nil
+		return &sshAuth{PublicKeys: keys, timeout: rm.timeout}, []string{pass}, nil
 	}
 	return nil, nil, nil
 }
 
-func (rm *remote) uploadPack() (transport.UploadPackSession, []string, error) {
+func (rm *remote) uploadPack(ctx context.Context) (transport.UploadPackSession, []string, error) {
 	auth, secrets, err := rm.authMethod()
 	if err != nil {
 		return nil, secrets, err
 	}
-	s, err := rm.tr.NewUploadPackSession(rm.ep, auth)
+	s, err := openSession(ctx, func() (transport.UploadPackSession, error) { return rm.tr.NewUploadPackSession(rm.ep, auth) })
 	return s, secrets, err
 }
 
-func (rm *remote) receivePack() (transport.ReceivePackSession, []string, error) {
+func (rm *remote) receivePack(ctx context.Context) (transport.ReceivePackSession, []string, error) {
 	auth, secrets, err := rm.authMethod()
 	if err != nil {
 		return nil, secrets, err
 	}
-	s, err := rm.tr.NewReceivePackSession(rm.ep, auth)
+	s, err := openSession(ctx, func() (transport.ReceivePackSession, error) { return rm.tr.NewReceivePackSession(rm.ep, auth) })
 	return s, secrets, err
+}
+
+// openSession opens a session, giving up when ctx ends. Opening an SSH
+// session connects and runs the SSH handshake, which go-git does without a
+// context and without a deadline (ssh.ClientConfig.Timeout bounds the TCP
+// dial only): a server that accepts and never answers would hold the caller
+// for ever. The opening goes on in the background then, and a session that
+// opens after all is closed at once.
+func openSession[S io.Closer](ctx context.Context, open func() (S, error)) (S, error) {
+	type opened struct {
+		s   S
+		err error
+	}
+	ch := make(chan opened, 1)
+	go func() {
+		s, err := open()
+		ch <- opened{s, err}
+	}()
+	select {
+	case o := <-ch:
+		return o.s, o.err
+	case <-ctx.Done():
+		go func() {
+			if o := <-ch; o.err == nil {
+				_ = o.s.Close()
+			}
+		}()
+		var zero S
+		return zero, ctx.Err()
+	}
 }
 
 // sshSigner parses the private key file, reusing the last parsed key while
@@ -216,6 +262,7 @@ func (rm *remote) sshSigner(pass string) (gossh.Signer, error) {
 // sshAuth is go-git's public-key auth with a bounded dial.
 type sshAuth struct {
 	*gitssh.PublicKeys
+	timeout time.Duration
 }
 
 func (a *sshAuth) ClientConfig() (*gossh.ClientConfig, error) {
@@ -223,7 +270,7 @@ func (a *sshAuth) ClientConfig() (*gossh.ClientConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Timeout = sshDialTimeout
+	cfg.Timeout = a.timeout
 	return cfg, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -63,6 +64,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for commit times (time.Now when nil).
 	Now func() time.Time
+	// Timeout bounds each exchange with the remote: a fetch, a push of
+	// status, a clone (DefaultTimeout when zero). An exchange that runs out
+	// of time fails with a *TimeoutError that names it.
+	Timeout time.Duration
 }
 
 // Repo follows the fleet repo from a clone kept in a work directory, and
@@ -114,6 +119,9 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
 	for _, b := range []string{opts.Branch, opts.StatusBranch} {
 		if err := plumbing.NewBranchReferenceName(b).Validate(); err != nil {
 			return nil, fmt.Errorf("git: open: invalid branch name %q", b)
@@ -123,7 +131,7 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 		return nil, errors.New("git: open: work directory is empty")
 	}
 	log := opts.Logger.With("remote", redactURL(opts.URL), "branch", opts.Branch)
-	rm, err := newRemote(opts.URL, opts.Auth, log)
+	rm, err := newRemote(opts.URL, opts.Auth, opts.Timeout, log)
 	if err != nil {
 		return nil, fmt.Errorf("git: open: %w", err)
 	}
@@ -189,6 +197,38 @@ func (r *Repo) Close() error {
 func openStorage(dir string) *filesystem.Storage {
 	return filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRU(objectCache),
 		filesystem.Options{MaxOpenDescriptors: 2*maxPacks + 8})
+}
+
+// bound gives one exchange with the remote, op, its deadline. An exchange
+// with a local repository gets none and is not cancelled either: it is read
+// from disk, not from a peer that can hang, and go-git's file transport
+// cannot be abandoned midway (closing the session waits for the
+// git-upload-pack process, which blocks writing to a pipe nobody reads any
+// more, for ever).
+func (r *Repo) bound(ctx context.Context, op string) (context.Context, context.CancelFunc) {
+	if r.remote.proto == protoFile {
+		return context.WithoutCancel(ctx), func() {}
+	}
+	return context.WithTimeoutCause(ctx, r.opts.Timeout, &TimeoutError{Op: op, Remote: r.remote.display, After: r.opts.Timeout})
+}
+
+// timedOut returns, for an exchange op whose context ended on a deadline,
+// the cause of that deadline (which names the exchange or the enclosing
+// sync) instead of what the transport made of it; for a timeout of the HTTP
+// transport's own (a connection made, no response headers), a
+// *TimeoutError; else err.
+func (r *Repo) timedOut(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return context.Cause(ctx)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return &TimeoutError{Op: op, Remote: r.remote.display, After: r.opts.Timeout}
+	}
+	return err
 }
 
 // errf wraps err as an *Error of step op, scrubbed of secrets.

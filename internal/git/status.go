@@ -149,6 +149,8 @@ type statusTry struct {
 // in a second session.
 func (r *Repo) tryStatus(ctx context.Context, mem *memory.Storage, statusTree plumbing.Hash, msg Message) (statusTry, error) {
 	b := r.opts.StatusBranch
+	ctx, cancel := r.bound(ctx, "push")
+	defer cancel()
 	sess, base, secrets, err := r.openPush(ctx)
 	if err != nil {
 		return statusTry{}, err
@@ -199,7 +201,7 @@ func (r *Repo) tryStatus(ctx context.Context, mem *memory.Storage, statusTree pl
 		}
 	}
 	if err != nil {
-		return statusTry{}, r.errf("push", b, err, secrets...)
+		return statusTry{}, r.errf("push", b, r.timedOut(ctx, "push", err), secrets...)
 	}
 	r.storePushed(b, commit, pack)
 	return statusTry{done: true, res: res, base: base}, nil
@@ -216,14 +218,14 @@ type pushSession struct {
 // head on the remote (zero when the branch does not exist).
 func (r *Repo) openPush(ctx context.Context) (*pushSession, plumbing.Hash, []string, error) {
 	b := r.opts.StatusBranch
-	sess, secrets, err := r.remote.receivePack()
+	sess, secrets, err := r.remote.receivePack(ctx)
 	if err != nil {
-		return nil, plumbing.ZeroHash, secrets, r.errf("push", b, err, secrets...)
+		return nil, plumbing.ZeroHash, secrets, r.errf("push", b, r.timedOut(ctx, "push", err), secrets...)
 	}
 	ar, err := sess.AdvertisedReferencesContext(ctx)
 	if err != nil {
 		_ = sess.Close()
-		return nil, plumbing.ZeroHash, secrets, r.errf("push", b, err, secrets...)
+		return nil, plumbing.ZeroHash, secrets, r.errf("push", b, r.timedOut(ctx, "push", err), secrets...)
 	}
 	refs, err := ar.AllReferences()
 	if err != nil {

@@ -24,9 +24,13 @@ func APIError(op, object string, err error, secrets ...string) error {
 	wrapped := &redacted{msg: redact(fmt.Sprintf("rancher: %s %s: %v", op, object, err), secrets), err: err}
 	switch {
 	case apierrors.IsUnauthorized(err):
-		return reconcile.Stalled(&redacted{msg: wrapped.msg + " (Rancher refused the API token: check rancher.token in fleet.yaml and that the token is valid and not expired)", err: err})
+		// A refusal of the credentials: fleetd stops calling Rancher until
+		// rancher.token, or what it names, changes.
+		return reconcile.Stalled(&reconcile.CredentialsError{Peer: "Rancher", Source: "rancher.token",
+			Err: &redacted{msg: wrapped.msg + " (Rancher refused the API token: check rancher.token in fleet.yaml and that the token is valid and not expired)", err: err}})
 	case apierrors.IsForbidden(err):
-		return reconcile.Stalled(&redacted{msg: wrapped.msg + " (the API token lacks permission for this: give its user access to the object)", err: err})
+		return reconcile.Stalled(&reconcile.CredentialsError{Peer: "Rancher", Source: "rancher.token",
+			Err: &redacted{msg: wrapped.msg + " (the API token lacks permission for this: give its user access to the object)", err: err}})
 	case apierrors.IsConflict(err), apierrors.IsTooManyRequests(err), apierrors.IsServerTimeout(err),
 		apierrors.IsTimeout(err), apierrors.IsInternalError(err), apierrors.IsServiceUnavailable(err), apierrors.IsUnexpectedServerError(err):
 		return reconcile.Transient(wrapped)

@@ -76,6 +76,10 @@ type Config struct {
 	Trigger Triggerer
 	// Ready decides /readyz (see Readiness). Nil means always ready.
 	Ready func() Readiness
+	// Healthy decides /healthz: nil error is healthy; an error (syncs stopped
+	// finishing) answers 503 so that a liveness probe restarts the process.
+	// Nil means always healthy.
+	Healthy func() error
 	// Metrics, when set, counts webhooks and serves /metrics.
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
@@ -435,6 +439,13 @@ func (s *Server) sync(r *http.Request, token []byte) verdict {
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if s.cfg.Healthy != nil {
+		if err := s.cfg.Healthy(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, "unhealthy: "+err.Error()+"\n")
+			return
+		}
+	}
 	_, _ = io.WriteString(w, "ok\n")
 }
 

@@ -41,16 +41,21 @@ var stalledCodes = map[string]bool{
 	"InvalidGroupId.NotFound":   true,
 	"InvalidInstanceType":       true,
 	"Unsupported":               true,
-	// Credentials and permissions: retrying with the same ones cannot help.
+	"OptInRequired":             true,
+	"Blocked":                   true,
+	// Account quotas: a person raises them, or lowers the fleet's demand.
+	"InstanceLimitExceeded": true,
+	"VcpuLimitExceeded":     true,
+}
+
+// refusedCodes are refusals of the credentials or their permissions:
+// retrying with the same ones cannot help, so the provider is not called
+// again until they change (reconcile.CredentialsError).
+var refusedCodes = map[string]bool{
 	"AuthFailure":           true,
 	"UnauthorizedOperation": true,
 	"InvalidClientTokenId":  true,
 	"SignatureDoesNotMatch": true,
-	"OptInRequired":         true,
-	"Blocked":               true,
-	// Account quotas: a person raises them, or lowers the fleet's demand.
-	"InstanceLimitExceeded": true,
-	"VcpuLimitExceeded":     true,
 }
 
 // transientCodes are errors that go away by themselves. The SDK has already
@@ -87,6 +92,8 @@ func classify(err error) error {
 	}
 	code := apiCode(err)
 	switch {
+	case refusedCodes[code]:
+		return reconcile.Stalled(&reconcile.CredentialsError{Peer: "AWS", Err: err})
 	case stalledCodes[code]:
 		return reconcile.Stalled(err)
 	case transientCodes[code]:

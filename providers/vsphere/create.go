@@ -36,6 +36,9 @@ func (p *Provider) Create(ctx context.Context, specs []reconcile.MachineSpec) ([
 	if err := validateSpecs(specs); err != nil {
 		return nil, err
 	}
+	if err := p.connect(ctx); err != nil {
+		return nil, err
+	}
 	inv, err := p.resolve(ctx)
 	if err != nil {
 		return nil, err

@@ -28,6 +28,9 @@ func (p *Provider) Delete(ctx context.Context, ids []string) error {
 	if len(refs) == 0 {
 		return nil
 	}
+	if err := p.connect(ctx); err != nil {
+		return err
+	}
 	vms, err := p.retrieve(ctx, byRef(refs))
 	if err != nil {
 		return wrap("delete: read marks of", fmt.Sprintf("%d VMs", len(refs)), err)

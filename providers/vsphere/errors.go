@@ -180,7 +180,27 @@ type specError struct{ msg string }
 
 func (e *specError) Error() string { return "vsphere: " + e.msg }
 
+// refusedFaults are vCenter's refusals of the credentials themselves: a
+// wrong user or password, or a user without the privilege to log in.
+var refusedFaults = []types.BaseMethodFault{
+	&types.InvalidLogin{},
+	&types.NoPermission{},
+}
+
+// isRefused reports whether vCenter refused the credentials.
+func isRefused(err error) bool {
+	for _, f := range refusedFaults {
+		if fault.Is(err, f) {
+			return true
+		}
+	}
+	return false
+}
+
 func isStalled(err error) bool {
+	if isRefused(err) {
+		return true
+	}
 	var nf *notFoundError
 	var se *specError
 	return errors.As(err, &nf) || errors.As(err, &se)

@@ -71,7 +71,11 @@ func TestVcsimLite(t *testing.T) {
 	t.Run("UntrustedCertificateIsRefused", func(t *testing.T) {
 		c := cfg
 		c.Spec.CAFile = ""
-		_, err := New(t.Context(), c)
+		p, err := New(t.Context(), c)
+		if err != nil {
+			t.Fatalf("New makes no request, yet: %v", err)
+		}
+		_, err = p.List(t.Context())
 		var ua x509.UnknownAuthorityError
 		if !errors.As(err, &ua) {
 			t.Fatalf("New without the CA: %v, want an unknown authority", err)
@@ -83,7 +87,11 @@ func TestVcsimLite(t *testing.T) {
 	t.Run("WrongPasswordIsRefused", func(t *testing.T) {
 		c := cfg
 		c.Username, c.Password = "fleetd", "wrong-password-value"
-		_, err := New(t.Context(), c)
+		p, err := New(t.Context(), c)
+		if err != nil {
+			t.Fatalf("New makes no request, yet: %v", err)
+		}
+		_, err = p.List(t.Context())
 		if err == nil || !strings.Contains(err.Error(), "login") {
 			t.Fatalf("New with a wrong password: %v", err)
 		}

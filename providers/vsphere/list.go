@@ -16,6 +16,9 @@ import (
 // dates and the marks. VMs without the fleet's mark, and templates, are left
 // out. A missing base folder means an empty fleet.
 func (p *Provider) List(ctx context.Context) ([]reconcile.Machine, error) {
+	if err := p.connect(ctx); err != nil {
+		return nil, err
+	}
 	inv, err := p.resolve(ctx)
 	if err != nil {
 		return nil, err

@@ -17,12 +17,24 @@ import (
 // Provider is a reconcile.Provider for one vsphere entry of fleet.yaml and one
 // fleet. It is safe for concurrent use.
 type Provider struct {
-	cfg     Config
-	log     *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	sc    *soap.Client
+	host  string
+	login func(ctx context.Context, rt soap.RoundTripper, sm types.ManagedObjectReference) error
+	tasks chan struct{} // a slot per vCenter task in flight
+	calls chan struct{} // a slot per concurrent lookup that is not a task
+
+	// connMu guards connecting. client and session are set once, by the
+	// first call that connects and logs in; every exported method connects
+	// before it reads them, so each read follows the write.
+	connMu  sync.Mutex
 	client  *vim25.Client
 	session *sessionRoundTripper
-	tasks   chan struct{} // a slot per vCenter task in flight
-	calls   chan struct{} // a slot per concurrent lookup that is not a task
+	// refused is vCenter's refusal of the credentials: once refused, the
+	// provider never logs in again (repeated failed logins lock the account
+	// in SSO); a provider built from new credentials does.
+	refused error
 
 	invMu sync.Mutex
 	inv   *inventory // resolved once; nil until then
@@ -37,12 +49,14 @@ type Provider struct {
 
 var _ reconcile.Provider = (*Provider)(nil)
 
-// New connects to the vCenter of cfg.Spec, logs in and returns the provider.
-// It verifies vCenter's TLS certificate against the system roots, or against
+// New returns the provider for the vCenter of cfg.Spec. It makes no
+// request: the first call connects and logs in, within that call's context,
+// so an unreachable vCenter fails its own calls and nothing else. It verifies
+// vCenter's TLS certificate against the system roots, or against
 // Spec.CAFile when set; Spec.Insecure skips verification and is logged as a
 // warning. Inventory objects (datacenter, pool, datastore, network, template)
 // are looked up on first use. The caller closes the provider to log out.
-func New(ctx context.Context, cfg Config) (*Provider, error) {
+func New(_ context.Context, cfg Config) (*Provider, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, reconcile.Stalled(fmt.Errorf("vsphere: provider %s: %w", cfg.Name, err))
 	}
@@ -90,36 +104,76 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if cfg.WrapTransport != nil {
 		sc.Client.Transport = cfg.WrapTransport(tr)
 	}
-	// No client timeout: waiting for a long clone is one long poll, and
-	// callers bound every call with their context.
-
-	c, err := vim25.NewClient(ctx, sc)
-	if err != nil {
-		return nil, wrap("connect", u.Host, err)
-	}
-	srt := &sessionRoundTripper{inner: sc}
-	c.RoundTripper = srt
-	if c.ServiceContent.SessionManager == nil {
-		return nil, fmt.Errorf("vsphere: connect %s: no session manager (not a vCenter?)", u.Host)
-	}
-	srt.login = loginFunc(*c.ServiceContent.SessionManager, user, password)
-	if err := srt.login(ctx, sc); err != nil {
-		return nil, wrap("login", u.Host, err)
-	}
+	// No client timeout: waiting for a long clone is one long poll. Every
+	// call's context has a deadline (the sync loop bounds each call to a
+	// provider, see fleetsync.Bound), and govmomi's SOAP client sends each
+	// request with its context.
 
 	p := &Provider{
 		cfg:       cfg,
 		log:       log,
-		client:    c,
-		session:   srt,
+		sc:        sc,
+		host:      u.Host,
+		login:     loginFunc(user, password),
 		tasks:     make(chan struct{}, cfg.MaxInFlight),
 		calls:     make(chan struct{}, cfg.MaxInFlight),
 		folders:   map[string]types.ManagedObjectReference{},
 		pathMu:    map[string]*sync.Mutex{},
 		templates: map[string]*template{},
 	}
-	log.Info("Connected to vCenter", "server", u.String())
 	return p, nil
+}
+
+// connect connects to vCenter and logs in, once; a failure is not kept
+// (the next call tries again) unless vCenter refused the credentials.
+func (p *Provider) connect(ctx context.Context) error {
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	if p.client != nil {
+		return nil
+	}
+	if p.refused != nil {
+		return p.refused
+	}
+	c, err := vim25.NewClient(ctx, p.sc)
+	if err != nil {
+		return wrap("connect", p.host, err)
+	}
+	if c.ServiceContent.SessionManager == nil {
+		return reconcile.Stalled(fmt.Errorf("vsphere: connect %s: no session manager (not a vCenter?)", p.host))
+	}
+	srt := &sessionRoundTripper{inner: p.sc, provider: p}
+	sm := *c.ServiceContent.SessionManager
+	srt.login = func(ctx context.Context, rt soap.RoundTripper) error { return p.login(ctx, rt, sm) }
+	if err := srt.login(ctx, p.sc); err != nil {
+		return p.loginFailed(err)
+	}
+	c.RoundTripper = srt
+	p.client, p.session = c, srt
+	p.logger(ctx).Info("Connected to vCenter", "server", p.cfg.Spec.Server)
+	return nil
+}
+
+// loginFailed classifies a failed login, and remembers a refusal of the
+// credentials so that no login is tried with them again.
+func (p *Provider) loginFailed(err error) error {
+	err = wrap("login", p.host, err)
+	if isRefused(err) {
+		p.refused = reconcile.Stalled(&reconcile.CredentialsError{
+			Peer: "vSphere " + p.cfg.Name, Source: p.credentialSource(), Err: err,
+		})
+		return p.refused
+	}
+	return err
+}
+
+// credentialSource says where the credentials came from, for the message
+// that tells what to fix.
+func (p *Provider) credentialSource() string {
+	if p.cfg.Username != "" {
+		return "the configuration"
+	}
+	return p.cfg.Spec.Credentials
 }
 
 // Name returns the provider's name in fleet.yaml.
@@ -127,10 +181,22 @@ func (p *Provider) Name() string { return p.cfg.Name }
 
 // Logins returns how many times the provider logged in again after vCenter
 // dropped its session.
-func (p *Provider) Logins() int64 { return p.session.logins.Load() }
+func (p *Provider) Logins() int64 {
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	if p.session == nil {
+		return 0
+	}
+	return p.session.logins.Load()
+}
 
 // Close logs out of vCenter. The provider must not be used afterwards.
 func (p *Provider) Close(ctx context.Context) error {
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	if p.client == nil {
+		return nil
+	}
 	_, err := methods.Logout(ctx, p.client.Client, &types.Logout{This: *p.client.ServiceContent.SessionManager})
 	p.client.CloseIdleConnections()
 	if err != nil && !isNotAuthenticated(err) {

@@ -17,8 +17,9 @@ import (
 // repeats the call once. Repeating is safe for every method, tasks included:
 // vCenter refuses an unauthenticated call before it does anything.
 type sessionRoundTripper struct {
-	inner soap.RoundTripper
-	login func(ctx context.Context, rt soap.RoundTripper) error
+	inner    soap.RoundTripper
+	login    func(ctx context.Context, rt soap.RoundTripper) error
+	provider *Provider
 
 	mu         sync.Mutex
 	generation uint64 // counts logins; guarded by mu
@@ -38,8 +39,16 @@ func (s *sessionRoundTripper) relogin(ctx context.Context, seen uint64) error {
 	if s.generation != seen {
 		return nil
 	}
+	s.provider.connMu.Lock()
+	refused := s.provider.refused
+	s.provider.connMu.Unlock()
+	if refused != nil {
+		return refused
+	}
 	if err := s.login(ctx, s.inner); err != nil {
-		return err
+		s.provider.connMu.Lock()
+		defer s.provider.connMu.Unlock()
+		return s.provider.loginFailed(err)
 	}
 	s.generation++
 	s.logins.Add(1)
@@ -74,10 +83,10 @@ func isNotAuthenticated(err error) bool {
 	return fault.Is(err, &types.NotAuthenticated{})
 }
 
-// loginFunc returns the login of user with password through the session
-// manager sm.
-func loginFunc(sm types.ManagedObjectReference, user, password string) func(context.Context, soap.RoundTripper) error {
-	return func(ctx context.Context, rt soap.RoundTripper) error {
+// loginFunc returns the login of user with password through a session
+// manager.
+func loginFunc(user, password string) func(context.Context, soap.RoundTripper, types.ManagedObjectReference) error {
+	return func(ctx context.Context, rt soap.RoundTripper, sm types.ManagedObjectReference) error {
 		_, err := methods.Login(ctx, rt, &types.Login{This: sm, UserName: user, Password: password})
 		return err
 	}
