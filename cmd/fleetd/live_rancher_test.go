@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/fleetd/fleetd/internal/kubetest"
@@ -147,6 +148,22 @@ func TestApplyLiveRancher(t *testing.T) {
 				if strings.Contains(out+stderr, secret) {
 					t.Error("a secret is in fleetd's output")
 				}
+			}
+			// Provisioned, its agent disconnects: Rancher answers the same
+			// 503 ClusterUnavailable, now a transient error of this cluster
+			// (exit 1), not an unreachable Rancher (exit 2).
+			id, _, _ := unstructured.NestedString(pc.Object, "status", "clusterName")
+			rs.Disconnect(id)
+			code, out, stderr := run(t, "apply", fleetDir)
+			if code != exitFailed || !strings.Contains(stderr, "observe nodes of qa-rs") || strings.Contains(stderr, "could not be reached") {
+				t.Errorf("apply with the agent disconnected: exit %d, want %d and the cluster's error\n%s\n%s", code, exitFailed, out, stderr)
+			}
+			if strings.Contains(out, "is registering") {
+				t.Errorf("a provisioned cluster whose agent is disconnected is said to be registering:\n%s", out)
+			}
+			rs.Reconnect(id)
+			if code, out, stderr := run(t, "apply", fleetDir); code != 0 {
+				t.Errorf("apply after the agent reconnected: exit %d\n%s\n%s", code, out, stderr)
 			}
 			return
 		}
