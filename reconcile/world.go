@@ -152,8 +152,11 @@ type Registry interface {
 
 // Nodes is what the reconciler needs from downstream clusters.
 type Nodes interface {
-	// Ready returns the readiness of the cluster's nodes by node name. It
-	// changes nothing.
+	// Ready returns the readiness of the cluster's nodes by node name. When
+	// Rancher reports the downstream cluster unavailable (no agent of it is
+	// connected), the error wraps an *UnavailableError: Observe then decides
+	// from the provisioning Cluster whether the cluster has no nodes yet or
+	// failed. It changes nothing.
 	Ready(ctx context.Context, cluster ClusterRef) (map[string]bool, error)
 
 	// Drain cordons the node and evicts its pods, respecting
