@@ -89,6 +89,7 @@ type Rancher struct {
 	retired map[string]bool            // node names whose Machine was deleted
 	nodes   map[string]string          // node name → machine, of agents that registered
 	offline map[string]bool            // management IDs whose agent is disconnected
+	held    map[string]bool            // node names that do not join yet
 	events  []Event
 	worst   map[string]int // management ID → fewest ready members seen, once it had any
 
@@ -130,7 +131,7 @@ func Start(ctx context.Context, env *kubetest.Env, opts Options) (*Rancher, erro
 		return nil, err
 	}
 	r := &Rancher{Token: opts.Token, CAPEM: env.CA.PEM, opts: opts, dyn: dyn, core: core,
-		tokens: map[string]string{}, members: map[string]map[string]bool{}, lost: map[string]bool{}, nodes: map[string]string{}, retired: map[string]bool{}, worst: map[string]int{}, offline: map[string]bool{}}
+		tokens: map[string]string{}, members: map[string]map[string]bool{}, lost: map[string]bool{}, nodes: map[string]string{}, retired: map[string]bool{}, worst: map[string]int{}, offline: map[string]bool{}, held: map[string]bool{}}
 	if err := r.ensureNamespace(ctx, opts.Namespace); err != nil {
 		return nil, err
 	}
@@ -201,6 +202,21 @@ func (r *Rancher) availability(id string) Availability {
 func (r *Rancher) Disconnect(id string) {
 	r.mu.Lock()
 	r.offline[id] = true
+	r.mu.Unlock()
+}
+
+// HoldJoin keeps a registered machine's node from joining (RKE2 still
+// starting) until ReleaseJoin.
+func (r *Rancher) HoldJoin(node string) {
+	r.mu.Lock()
+	r.held[node] = true
+	r.mu.Unlock()
+}
+
+// ReleaseJoin ends HoldJoin.
+func (r *Rancher) ReleaseJoin(node string) {
+	r.mu.Lock()
+	delete(r.held, node)
 	r.mu.Unlock()
 }
 
@@ -574,6 +590,12 @@ func (r *Rancher) join(ctx context.Context, m *unstructured.Unstructured) error 
 	id, nodeName := l["standin.fleetd.io/management-id"], l["rke.cattle.io/node-name"]
 	if id == "" || nodeName == "" {
 		return nil // not a machine the stand-in's agents registered
+	}
+	r.mu.Lock()
+	held := r.held[nodeName]
+	r.mu.Unlock()
+	if held {
+		return nil
 	}
 	etcd := l["rke.cattle.io/etcd-role"] == "true"
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{ClusterLabel: id, "kubernetes.io/hostname": nodeName}}}
