@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/fleetd/fleetd/internal/kubetest"
@@ -155,6 +158,15 @@ func TestApplyLiveRancher(t *testing.T) {
 			// 503 ClusterUnavailable, now a transient error of this cluster
 			// (exit 1), not an unreachable Rancher (exit 2).
 			id, _, _ := unstructured.NestedString(pc.Object, "status", "clusterName")
+			// The machine registered with the token of Rancher v2.15.0's
+			// form: {token} in the node command, the token in this Secret.
+			sec, err := dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "secrets"}).Namespace(id).Get(ctx, "crt-token-default-token", metav1.GetOptions{})
+			if err != nil {
+				t.Fatalf("registration token secret: %v", err)
+			}
+			if data, _, _ := unstructured.NestedMap(sec.Object, "data"); data["token"] == nil || data["expiresAt"] == nil {
+				t.Errorf("registration token secret has keys %v, want token and expiresAt", slices.Collect(maps.Keys(data)))
+			}
 			rs.Disconnect(id)
 			code, out, stderr := run(t, "apply", fleetDir)
 			if code != exitFailed || !strings.Contains(stderr, "observe nodes of qa-rs") || strings.Contains(stderr, "could not be reached") {

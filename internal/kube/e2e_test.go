@@ -112,6 +112,18 @@ func TestEndToEndRegisterScaleDecommission(t *testing.T) {
 		}
 	}
 
+	// Rancher v2.15.0 holds a deleted provisioning Cluster with this
+	// finalizer until the cluster's Cluster API objects are gone: fleetd
+	// waits for the Cluster itself to be gone before deleting VMs (the
+	// recorder checks that at each VM deletion).
+	dyn, err := dynamic.NewForConfig(shared.Env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := dyn.Resource(rancher.ProvisioningClusterGVR).Namespace("fleet-default").Get(e.ctx, "e2e-a", metav1.GetOptions{})
+	if err != nil || !slices.Contains(pc.GetFinalizers(), "auth.cattle.io/capi-resources-cleanup") {
+		t.Errorf("provisioning cluster finalizers %v (%v), want Rancher's capi-resources-cleanup", pc.GetFinalizers(), err)
+	}
 	e.fleet.Remove("e2e-a")
 	e.rec.calls = nil
 	n = e.converge(20)
