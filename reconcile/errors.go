@@ -47,6 +47,17 @@ type WaitError struct {
 
 func (e *WaitError) Error() string { return "waiting: " + e.Reason }
 
+// UnavailableError says Rancher reports a downstream cluster unavailable
+// (Status reason ClusterUnavailable): no agent of the cluster is connected to
+// Rancher. Whether that is a fault depends on what the provisioning Cluster
+// says (RancherCluster.Provisioned): before the first machine registered it is
+// how every new cluster answers; after, its agent is disconnected. It carries
+// no reaction of its own: the error it is wrapped in (or wraps) decides.
+type UnavailableError struct{ Err error }
+
+func (e *UnavailableError) Error() string { return e.Err.Error() }
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
 // Reaction is what a sync does about an error.
 type Reaction int
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 
@@ -103,6 +104,21 @@ func Observe(ctx context.Context, fleet *schema.Fleet, w World, opts ObserveOpti
 	return o, errors.Join(errs...)
 }
 
+// Unreachable joins the peers that could not be observed at all: providers
+// that could not be listed and Rancher when its clusters could not be. A
+// failure that concerns one cluster only (its Rancher machines, its nodes) is
+// not among them. It returns nil when every peer answered.
+func (o *Observed) Unreachable() error {
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(o.ProviderErrors)) {
+		errs = append(errs, fmt.Errorf("provider %s: %s", name, o.ProviderErrors[name]))
+	}
+	if o.RegistryError != "" {
+		errs = append(errs, fmt.Errorf("rancher: %s", o.RegistryError))
+	}
+	return errors.Join(errs...)
+}
+
 func (o *Observed) setProviderError(name, msg string) {
 	if o.ProviderErrors == nil {
 		o.ProviderErrors = map[string]string{}
@@ -134,7 +150,18 @@ func observeRancherClusters(ctx context.Context, w World, rcs []RancherCluster, 
 				return
 			}
 			nodes, err := w.Nodes.Ready(ctx, rc.Ref())
+			var unavailable *UnavailableError
+			if errors.As(err, &unavailable) && !rc.Provisioned {
+				// Rancher serves a cluster's API only once its first machine
+				// registered: a new cluster has no nodes yet, which is work in
+				// progress, not a failure.
+				LoggerFrom(ctx).Debug("Downstream cluster not provisioned yet: no nodes", "cluster", rc.Name, "clusterID", rc.ID)
+				rc.NoNodesYet = true
+				return
+			}
 			if err != nil {
+				// A provisioned cluster Rancher cannot reach (its agent is
+				// disconnected) is that cluster's transient fault.
 				rc.NodesError = err.Error()
 				fail(fmt.Errorf("observe nodes of %s: %w", rc.Name, err))
 				return

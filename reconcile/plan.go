@@ -202,6 +202,9 @@ func (pl *planner) converge() {
 				ExcludeDrain: true, Reason: "its machine is gone"})
 		}
 	}
+	if rc != nil && rc.NoNodesYet && !rc.Deleting {
+		pl.wait("cluster %s is registering: Rancher provisions it when its first machine registers", pc.name)
+	}
 	for _, pp := range pc.pools {
 		pl.planPool(pp)
 	}
@@ -271,6 +274,23 @@ func (pl *planner) planPool(pp *pairedPool) {
 		want = pp.spec.Replicas
 	}
 	joinable := ix.rancher && pc.rc != nil && pc.rc.ID != "" && !pc.rc.Deleting
+	// A machine that is not ready is starting, unless this plan removes it
+	// (its Rancher machine already gone, say): that is said once the pool's
+	// removals are known.
+	type startingAt struct {
+		v *machineView
+		i int
+	}
+	var starting []startingAt
+	first := len(pl.removals)
+	defer func() {
+		for k := len(starting) - 1; k >= 0; k-- {
+			st := starting[k]
+			if slices.ContainsFunc(pl.removals[first:], func(r removal) bool { return r.v == st.v }) {
+				pl.cp.Waiting = slices.Delete(pl.cp.Waiting, st.i, st.i+1)
+			}
+		}
+	}()
 	var live, cur, old []*machineView
 	for _, v := range pp.machines {
 		switch {
@@ -281,6 +301,7 @@ func (pl *planner) planPool(pp *pairedPool) {
 			pl.removals = append(pl.removals, removal{v, fmt.Sprintf("did not join Rancher within %s", JoinTimeout)})
 			continue
 		case !v.ready && v.young(ix.now) && want > 0:
+			starting = append(starting, startingAt{v, len(pl.cp.Waiting)})
 			pl.wait("%s is starting", v.m.Name)
 		}
 		live = append(live, v)
@@ -405,7 +426,13 @@ func (pl *planner) removeAll() {
 			}
 		}
 	}
-	nodesKnown := pc.rc == nil || pc.rc.NodesError == ""
+	nodesKnown, nodesWhy := true, ""
+	switch rc := pc.rc; {
+	case rc != nil && rc.NodesError != "":
+		nodesKnown, nodesWhy = false, rc.NodesError
+	case rc != nil && rc.NoNodesYet:
+		nodesKnown, nodesWhy = false, "Rancher has not provisioned the cluster yet"
+	}
 	for _, r := range pl.removals {
 		v := r.v
 		if v.member(ix.rancher) {
@@ -414,7 +441,7 @@ func (pl *planner) removeAll() {
 				pl.wait("keeping %s: another etcd member is being removed", v.m.Name)
 				continue
 			case !nodesKnown:
-				pl.wait("keeping %s: node readiness is unknown (%s)", v.m.Name, pc.rc.NodesError)
+				pl.wait("keeping %s: node readiness is unknown (%s)", v.m.Name, nodesWhy)
 				continue
 			}
 			readyAfter := ready
@@ -431,7 +458,7 @@ func (pl *planner) removeAll() {
 		}
 		if v.rm != nil && ix.rancher {
 			if !nodesKnown {
-				pl.wait("keeping %s: node readiness is unknown (%s)", v.m.Name, pc.rc.NodesError)
+				pl.wait("keeping %s: node readiness is unknown (%s)", v.m.Name, nodesWhy)
 				continue
 			}
 			pl.add(Action{Kind: ActionDrainMachine, Machines: []string{v.m.Name}, ClusterID: pc.rc.ID, Reason: r.reason})

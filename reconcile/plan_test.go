@@ -1,6 +1,7 @@
 package reconcile_test
 
 import (
+	"context"
 	"encoding/json"
 	"math/rand/v2"
 	"strings"
@@ -533,5 +534,111 @@ func TestMachineNames(t *testing.T) {
 	r.Roles = []string{"worker"}
 	if reconcile.TemplateHash(r) != base.Hash {
 		t.Error("hash depends on something beyond the template")
+	}
+}
+
+// unavailable is Rancher's answer for a downstream cluster without a
+// connected agent, as the kube package classifies it.
+var unavailable = reconcile.Transient(&reconcile.UnavailableError{Err: errString("rancher: list nodes of pay: cluster not provisioned")})
+
+// TestPlanRegisteringCluster pins a new cluster that Rancher has not
+// provisioned yet: the downstream API answers ClusterUnavailable, which is
+// work in progress (the cluster is registering, nothing failed), and
+// removals that need node readiness wait. The same answer for a cluster that
+// was provisioned is that cluster's own transient failure, never the whole
+// Rancher's.
+func TestPlanRegisteringCluster(t *testing.T) {
+	t.Run("not provisioned: registering, no error", func(t *testing.T) {
+		h := newHarness(t, true)
+		c := h.add(reconciletest.Cluster{Name: "pay", Pools: reconciletest.Standard(1, 2)})
+		h.w.AddCluster(reconcile.RancherCluster{Name: "pay", Team: "payments", KubernetesVersion: c.Effective.KubernetesVersion,
+			Bindings: []reconcile.Binding{{PrincipalID: "openldap_group://" + c.Effective.Access[0].Group, Role: c.Effective.Access[0].Role}}})
+		for _, m := range reconciletest.Machines(c, h.w.Now()) {
+			h.w.AddMachine(m)
+		}
+		h.w.Inject(reconciletest.FailOp("nodes.Ready", unavailable))
+		o, err := reconcile.Observe(context.Background(), h.fleet.F, h.world, reconcile.ObserveOptions{})
+		if err != nil || o.Unreachable() != nil {
+			t.Fatalf("observe: %v (unreachable %v), want no error", err, o.Unreachable())
+		}
+		if len(o.Rancher) != 1 || !o.Rancher[0].NoNodesYet || o.Rancher[0].NodesError != "" || o.Rancher[0].Nodes != nil {
+			t.Fatalf("observed %+v, want no nodes yet", o.Rancher)
+		}
+		p := reconcile.Compute(h.desired(), o, h.fleet.F.Spec.Policy.Limits(), h.w.Now())
+		containsLine(t, "waits", waits(p), "pay wait: cluster pay is registering: Rancher provisions it when its first machine registers")
+		if !p.InProgress() {
+			t.Error("a registering cluster is not in progress: no sync soon")
+		}
+	})
+	t.Run("not provisioned: removals wait", func(t *testing.T) {
+		h := newHarness(t, true)
+		c := h.add(reconciletest.Cluster{Name: "pay", Pools: reconciletest.Standard(1, 2)})
+		h.existing(c)
+		h.fleet.Add(reconciletest.Cluster{Name: "pay", Pools: reconciletest.Standard(1, 1)})
+		o := h.observe()
+		for i := range o.Rancher {
+			// The moment Rancher answered ClusterUnavailable for a cluster
+			// it never provisioned.
+			o.Rancher[i].Provisioned, o.Rancher[i].Nodes, o.Rancher[i].NoNodesYet = false, nil, true
+		}
+		p := reconcile.Compute(h.desired(), o, h.fleet.F.Spec.Policy.Limits(), h.w.Now())
+		if got := lines(p); len(got) != 0 {
+			t.Errorf("actions %v, want none while node readiness is not known", got)
+		}
+		containsLine(t, "waits", waits(p), "keeping "+name(c, "workers", 1)+": node readiness is unknown (Rancher has not provisioned the cluster yet)")
+	})
+	t.Run("provisioned: that cluster's transient error", func(t *testing.T) {
+		h := newHarness(t, true)
+		c := h.add(reconciletest.Cluster{Name: "pay", Pools: reconciletest.Standard(1, 2)})
+		h.existing(c)
+		h.existing(h.add(reconciletest.Cluster{Name: "other"}))
+		h.fleet.Add(reconciletest.Cluster{Name: "pay", Pools: reconciletest.Standard(1, 1)})
+		h.w.Inject(func(call reconciletest.Call) error {
+			if call.Op == "nodes.Ready" && call.Cluster == "pay" {
+				return unavailable
+			}
+			return nil
+		})
+		o, err := reconcile.Observe(context.Background(), h.fleet.F, h.world, reconcile.ObserveOptions{})
+		if err == nil || reconcile.Classify(err) != reconcile.ReactRetry || !strings.Contains(err.Error(), "observe nodes of pay") {
+			t.Fatalf("observe error %v, want a transient error of cluster pay", err)
+		}
+		if o.Unreachable() != nil {
+			t.Errorf("one cluster's disconnected agent makes %v unreachable", o.Unreachable())
+		}
+		for _, rc := range o.Rancher {
+			if rc.NoNodesYet || (rc.Name == "pay") != (rc.NodesError != "") {
+				t.Errorf("%s: no nodes yet %t, nodes error %q", rc.Name, rc.NoNodesYet, rc.NodesError)
+			}
+		}
+		p := reconcile.Compute(h.desired(), o, h.fleet.F.Spec.Policy.Limits(), h.w.Now())
+		containsLine(t, "waits", waits(p), "keeping "+name(c, "workers", 1)+": node readiness is unknown")
+		for _, w := range waits(p) {
+			if strings.Contains(w, "registering") {
+				t.Errorf("a provisioned cluster is said to be registering: %s", w)
+			}
+		}
+	})
+}
+
+// TestPlanRemovedMachineIsNotStarting pins the plan of a scale-down once the
+// removed machine's Rancher machine is gone: it deletes the VM and does not
+// say the machine is starting.
+func TestPlanRemovedMachineIsNotStarting(t *testing.T) {
+	h := newHarness(t, true)
+	c := h.add(reconciletest.Cluster{Name: "pay", Pools: reconciletest.Standard(1, 2)})
+	h.existing(c)
+	h.fleet.Add(reconciletest.Cluster{Name: "pay", Pools: reconciletest.Standard(1, 1)})
+	victim := name(c, "workers", 1)
+	if err := h.world.Registry.DeleteMachine(context.Background(), "pay", reconcile.RancherMachineName(victim), false); err != nil {
+		t.Fatal(err)
+	}
+	h.w.Settle()
+	p := h.plan()
+	diffLines(t, "actions", lines(p), []string{"pay delete-machines " + victim})
+	for _, w := range waits(p) {
+		if strings.Contains(w, victim) {
+			t.Errorf("the plan deletes %s and says: %s", victim, w)
+		}
 	}
 }

@@ -420,6 +420,9 @@ func (ix *index) clusterStatus(pc *pairedCluster, cp *ClusterPlan, in StatusInpu
 		st.Phase = PhaseReady
 	}
 	st.Message = statusMessage(st, cp)
+	if st.Phase == PhaseProvisioning && pc.rc != nil && pc.rc.NoNodesYet {
+		st.Message = "registering: Rancher provisions the cluster when its first machine registers; " + st.Message
+	}
 
 	conds := make([]Condition, 1, 5)
 	conds[0] = readyCondition(st)

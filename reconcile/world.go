@@ -15,8 +15,20 @@ type RancherCluster struct {
 	// Team is the owning team recorded on the object when it was registered.
 	Team string `json:"team,omitempty"`
 	// ID is the management cluster ID (c-m-xxxxxxxx); empty until Rancher assigns it.
-	ID                string `json:"id,omitempty"`
-	Ready             bool   `json:"ready"`
+	ID    string `json:"id,omitempty"`
+	Ready bool   `json:"ready"`
+	// Provisioned reports that Rancher has provisioned the downstream
+	// cluster at some time (its first machine registered): the provisioning
+	// Cluster is ready or its Provisioned condition is True. Until then
+	// Rancher answers the downstream API with ClusterUnavailable, which is
+	// no fault; after it, the same answer means the cluster's agent is
+	// disconnected.
+	Provisioned bool `json:"provisioned,omitempty"`
+	// NoNodesYet reports that the downstream cluster is not provisioned yet:
+	// Rancher answered its API with ClusterUnavailable and the provisioning
+	// Cluster was never provisioned. The cluster is registering; Nodes is nil
+	// and removals that need node readiness wait, as for unknown readiness.
+	NoNodesYet        bool   `json:"noNodesYet,omitempty"`
 	Deleting          bool   `json:"deleting,omitempty"`
 	KubernetesVersion string `json:"kubernetesVersion,omitempty"`
 	// Protected mirrors the cluster file's protected flag, recorded at
@@ -140,8 +152,11 @@ type Registry interface {
 
 // Nodes is what the reconciler needs from downstream clusters.
 type Nodes interface {
-	// Ready returns the readiness of the cluster's nodes by node name. It
-	// changes nothing.
+	// Ready returns the readiness of the cluster's nodes by node name. When
+	// Rancher reports the downstream cluster unavailable (no agent of it is
+	// connected), the error wraps an *UnavailableError: Observe then decides
+	// from the provisioning Cluster whether the cluster has no nodes yet or
+	// failed. It changes nothing.
 	Ready(ctx context.Context, cluster ClusterRef) (map[string]bool, error)
 
 	// Drain cordons the node and evicts its pods, respecting

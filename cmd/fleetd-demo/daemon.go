@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -298,6 +299,7 @@ func (d *daemonDemo) push(ctx context.Context, msg string) error {
 func (d *daemonDemo) converge(ctx context.Context, timeout time.Duration, done func(*reconcile.StatusSet) bool) error {
 	deadline := time.Now().Add(timeout)
 	last := ""
+	registering := map[string]bool{}
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-d.done:
@@ -314,6 +316,19 @@ func (d *daemonDemo) converge(ctx context.Context, timeout time.Duration, done f
 		last = head
 		subject, _ := exec.CommandContext(ctx, "git", "--git-dir", d.sb.Remote, "log", "-1", "--format=%h %s", "fleet-status").Output()
 		d.say("   %s", strings.TrimSpace(string(subject)))
+		// A new cluster is registering until its first machine joins:
+		// Rancher does not serve its API before that.
+		var names []string
+		for name, st := range set.Clusters {
+			if strings.HasPrefix(st.Message, "registering:") && !registering[name] {
+				registering[name] = true
+				names = append(names, st.Team+"/"+name)
+			}
+		}
+		if len(names) > 0 {
+			slices.Sort(names)
+			d.say("     registering with Rancher (no node has joined yet): %s", strings.Join(names, ", "))
+		}
 		ready := true
 		for _, st := range set.Clusters {
 			if st.Phase != reconcile.PhaseReady && st.Phase != reconcile.PhaseDecommissioned {

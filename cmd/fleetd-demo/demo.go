@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -315,6 +316,18 @@ func (d *demo) sync(ctx context.Context) (bool, error) {
 		} else {
 			line += "\n         error: " + first
 		}
+	}
+	var registering []string
+	for i := range res.Sync.Plan.Clusters {
+		cp := &res.Sync.Plan.Clusters[i]
+		if slices.ContainsFunc(cp.Waiting, func(w string) bool { return strings.Contains(w, " is registering: ") }) {
+			registering = append(registering, cp.Team+"/"+cp.Name)
+		}
+	}
+	if len(registering) > 0 {
+		// Rancher does not serve a new cluster's API before its first
+		// machine joins: work in progress, not an error.
+		line += "\n         registering with Rancher (no node has joined yet): " + strings.Join(registering, ", ")
 	}
 	if res.StatusCommit != "" {
 		line += fmt.Sprintf("\n         status commit %s %q", short(res.StatusCommit), res.StatusSubject)

@@ -66,6 +66,9 @@ func TestDemoKube(t *testing.T) {
 	for _, want := range []string{
 		"Rancher stand-in at https://127.0.0.1:",
 		"Rancher (stand-in): node-deleted payments-prod-workers-",
+		// Rancher serves no new cluster's API before its first machine
+		// registers: the first syncs say the clusters are registering.
+		"registering with Rancher (no node has joined yet): ",
 		"| payments | payments-prod | Ready | control 3/3, workers 6/6 |",
 		"| qa | qa-pr-77 | **Decommissioned** |",
 		"status: trading/trading-dev Decommissioned",

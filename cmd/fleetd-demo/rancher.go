@@ -93,8 +93,16 @@ func (d *demo) tickKube(ctx context.Context) {
 	if _, err := d.kube.rs.SyncAgents(ctx, vms); err != nil {
 		d.log.Warn("An agent could not register", "error", err)
 	}
-	for range 3 {
-		_ = d.kube.rs.Step(ctx)
+	// A simulated minute is long enough for Rancher's controllers to catch
+	// up (an ID, a token, a node joining): run them until three steps in a
+	// row succeed, as a step that races the stand-in's own loop for an
+	// object fails and is retried.
+	for i, clean := 0, 0; i < 20 && clean < 3; i++ {
+		if d.kube.rs.Step(ctx) == nil {
+			clean++
+		} else {
+			clean = 0
+		}
 	}
 }
 

@@ -106,8 +106,13 @@ problems (including a status branch that cannot be read); with
 			if err := writePlan(cmd.OutOrStdout(), p, output); err != nil {
 				return err
 			}
-			if res.Unreachable != nil {
-				return usageError(fmt.Errorf("the plan leaves alone what could not be observed: %w", res.Unreachable))
+			// A plan is a read: anything it could not observe, a whole peer or
+			// one cluster's nodes, is worth a failing exit.
+			if unobserved := res.Unreachable; unobserved != nil || res.FailedAt == fleetsync.StageObserve {
+				if unobserved == nil {
+					unobserved = res.Err
+				}
+				return usageError(fmt.Errorf("the plan leaves alone what could not be observed: %w", unobserved))
 			}
 			if detailed && p.HasChanges() {
 				return &exitError{code: exitChanges}

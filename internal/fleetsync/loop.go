@@ -145,7 +145,8 @@ type Result struct {
 	StatusCommit  string
 	StatusSubject string
 	// Unreachable joins the providers and Rancher that could not be reached
-	// or refused the credentials.
+	// or refused the credentials. A failure to observe one cluster (its
+	// Rancher machines, its nodes) is in Err only.
 	Unreachable error
 	// Err joins every failure of the sync, each wrapped once with its step.
 	Err error
@@ -285,7 +286,10 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 		if oerr != nil {
 			log.Warn("Observation incomplete: the clusters it concerns are left alone", "error", oerr)
 			res.fail(StageObserve, oerr)
-			res.Unreachable = oerr
+			// A failure of one cluster (its machines, its nodes) is that
+			// cluster's; only a peer that could not be observed at all
+			// makes the sync's observation unreachable.
+			res.Unreachable = observed.Unreachable()
 		}
 	}
 	if err := l.removals(ctx, &d, hist, snap, observed); err != nil {

@@ -11,9 +11,14 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/view"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
 
+	"github.com/fleetd/fleetd/internal/rancher"
 	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/reconcile/reconciletest"
+	"github.com/fleetd/fleetd/schema"
 )
 
 // callIndex returns the position of the first call that starts with prefix
@@ -107,6 +112,18 @@ func TestEndToEndRegisterScaleDecommission(t *testing.T) {
 		}
 	}
 
+	// Rancher v2.15.0 holds a deleted provisioning Cluster with this
+	// finalizer until the cluster's Cluster API objects are gone: fleetd
+	// waits for the Cluster itself to be gone before deleting VMs (the
+	// recorder checks that at each VM deletion).
+	dyn, err := dynamic.NewForConfig(shared.Env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := dyn.Resource(rancher.ProvisioningClusterGVR).Namespace("fleet-default").Get(e.ctx, "e2e-a", metav1.GetOptions{})
+	if err != nil || !slices.Contains(pc.GetFinalizers(), "auth.cattle.io/capi-resources-cleanup") {
+		t.Errorf("provisioning cluster finalizers %v (%v), want Rancher's capi-resources-cleanup", pc.GetFinalizers(), err)
+	}
 	e.fleet.Remove("e2e-a")
 	e.rec.calls = nil
 	n = e.converge(20)
@@ -317,4 +334,62 @@ func destroyVM(t *testing.T, e *e2e, name string) {
 	if err := task.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestEndToEndRemoveBeforeJoin removes a machine whose agent registered but
+// whose node has not joined: Rancher v2.15.0 gives such a Machine no
+// finalizer, phase or nodeRef, so deleting it is immediate. fleetd deletes
+// it, and only then the VM, and the cluster settles.
+func TestEndToEndRemoveBeforeJoin(t *testing.T) {
+	e := newE2E(t, "e2e-early")
+	e.add(reconciletest.Cluster{Name: "e2e-early", Team: "payments", Pools: reconciletest.Standard(1, 1)})
+	e.converge(15)
+
+	e.add(reconciletest.Cluster{Name: "e2e-early", Team: "payments", Pools: reconciletest.Standard(1, 2)})
+	var spec *schema.EffectiveCluster
+	for i := range e.fleet.F.Clusters {
+		if c := e.fleet.F.Clusters[i]; c.Effective.Name == "e2e-early" {
+			spec = &c.Effective
+		}
+	}
+	pool := &spec.Pools[1]
+	early := reconcile.MachineName("e2e-early", pool.Name, reconcile.NewTemplate(spec, pool).Hash, 1)
+	e.rs.HoldJoin(early)
+	t.Cleanup(func() { e.rs.ReleaseJoin(early) })
+	dyn, err := dynamic.NewForConfig(shared.Env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mri := dyn.Resource(rancher.MachineGVR("v1beta2")).Namespace("fleet-default")
+	for i := 0; ; i++ {
+		if i == 10 {
+			t.Fatalf("%s never registered; plans:\n%s", early, strings.Join(e.plans, "\n"))
+		}
+		e.sync()
+		if slices.Contains(e.rancherMachines("e2e-early"), early) {
+			break
+		}
+	}
+	m, err := mri.Get(e.ctx, reconcile.RancherMachineName(early), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if phase, _, _ := unstructured.NestedString(m.Object, "status", "phase"); len(m.GetFinalizers()) > 0 || phase != "" {
+		t.Fatalf("a registered machine whose node has not joined has finalizers %v and phase %q, want none", m.GetFinalizers(), phase)
+	}
+
+	e.add(reconciletest.Cluster{Name: "e2e-early", Team: "payments", Pools: reconciletest.Standard(1, 1)})
+	e.rec.calls = nil
+	e.plans = nil
+	e.converge(20)
+	checkRemovalOrder(t, e.rec.calls, []string{early}, false)
+	if slices.Contains(e.vmNames("e2e-early"), early) {
+		t.Errorf("%s's VM is left", early)
+	}
+	for _, p := range e.plans {
+		if strings.Contains(p, early+" is starting") {
+			t.Errorf("a plan says the machine it removes is starting:\n%s", p)
+		}
+	}
+	e.checkSettled("e2e-early", 1, 2)
 }

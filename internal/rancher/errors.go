@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fleetd/fleetd/reconcile"
 )
@@ -22,6 +24,12 @@ func APIError(op, object string, err error, secrets ...string) error {
 		return nil
 	}
 	wrapped := &redacted{msg: redact(fmt.Sprintf("rancher: %s %s: %v", op, object, err), secrets), err: err}
+	if clusterUnavailable(err) {
+		// Whether this is a fault is the caller's to decide from the
+		// provisioning Cluster: a new cluster answers so until its first
+		// machine registers.
+		return reconcile.Transient(&reconcile.UnavailableError{Err: wrapped})
+	}
 	switch {
 	case apierrors.IsUnauthorized(err):
 		// A refusal of the credentials: fleetd stops calling Rancher until
@@ -46,6 +54,25 @@ func APIError(op, object string, err error, secrets ...string) error {
 		return reconcile.Transient(wrapped)
 	}
 	return wrapped
+}
+
+// ReasonClusterUnavailable is the Status reason with which Rancher answers a
+// downstream cluster's API (<url>/k8s/clusters/<id>/...) while no agent of the
+// cluster is connected: before the cluster is provisioned ("cluster not
+// provisioned") and when its agent is disconnected. The code is 503.
+const ReasonClusterUnavailable metav1.StatusReason = "ClusterUnavailable"
+
+// clusterUnavailable reports whether err is Rancher's answer for a downstream
+// cluster without a connected agent: a Status of reason ClusterUnavailable
+// and code 503. The message is never read: it is prose and changes between
+// Rancher versions.
+func clusterUnavailable(err error) bool {
+	var st apierrors.APIStatus
+	if !errors.As(err, &st) {
+		return false
+	}
+	s := st.Status()
+	return s.Reason == ReasonClusterUnavailable && s.Code == http.StatusServiceUnavailable
 }
 
 // redacted is an error whose message had secrets removed; it still unwraps to

@@ -32,7 +32,10 @@ const (
 	AnnotationExcludeDetach = "machine.cluster.x-k8s.io/exclude-wait-for-node-volume-detach"
 	DefaultTokenName        = "default-token"
 	tokenPlaceholder        = "{token}"
-	capiGroup               = "cluster.x-k8s.io"
+	// ConditionProvisioned is the condition Rancher sets True on a cluster
+	// once it is provisioned (its first machine registered) and keeps.
+	ConditionProvisioned = "Provisioned"
+	capiGroup            = "cluster.x-k8s.io"
 )
 
 var (

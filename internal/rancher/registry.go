@@ -227,10 +227,24 @@ func observeCluster(u *unstructured.Unstructured) reconcile.RancherCluster {
 		Team:              l[LabelTeam],
 		ID:                id,
 		Ready:             ready,
+		Provisioned:       id != "" && (ready || conditionTrue(u, ConditionProvisioned)),
 		Deleting:          u.GetDeletionTimestamp() != nil,
 		KubernetesVersion: version,
 		Protected:         l[LabelProtected] == "true",
 	}
+}
+
+// conditionTrue reports whether the object's status.conditions has a
+// condition of type t with status True.
+func conditionTrue(u *unstructured.Unstructured, t string) bool {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m, ok := c.(map[string]any)
+		if ok && m["type"] == t {
+			return m["status"] == "True"
+		}
+	}
+	return false
 }
 
 // Machines returns the cluster's Cluster API machines, sorted by name. Right

@@ -423,6 +423,8 @@ func TestMachines(t *testing.T) {
 			t.Fatalf("Rancher named the machine of %s %s, fleetd expects %s", m, got, reconcile.RancherMachineName(m))
 		}
 	}
+	// The nodes join (the stand-in's controllers may have run already).
+	_ = rs.Step(ctx)
 	if _, err := r.Clusters(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -135,3 +135,36 @@ func TestAPIErrorKinds(t *testing.T) {
 		t.Errorf("secret kept: %v", err)
 	}
 }
+
+// TestAPIErrorClusterUnavailable pins how Rancher's answer for a downstream
+// cluster without a connected agent is recognised: by the Status reason and
+// code, whatever the message says.
+func TestAPIErrorClusterUnavailable(t *testing.T) {
+	status := func(code int32, reason metav1.StatusReason, msg string) error {
+		return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: code, Reason: reason, Message: msg}}
+	}
+	cases := []struct {
+		name        string
+		err         error
+		unavailable bool
+	}{
+		{"not provisioned", status(http.StatusServiceUnavailable, ReasonClusterUnavailable, "cluster not provisioned"), true},
+		{"agent disconnected", status(http.StatusServiceUnavailable, ReasonClusterUnavailable, "cluster agent disconnected"), true},
+		{"another message", status(http.StatusServiceUnavailable, ReasonClusterUnavailable, "anything at all"), true},
+		{"a plain 503", apierrors.NewServiceUnavailable("cluster not provisioned"), false},
+		{"the reason with another code", status(http.StatusBadGateway, ReasonClusterUnavailable, "cluster not provisioned"), false},
+		{"the message alone", errors.New("cluster not provisioned"), false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := APIError("list nodes of", "pay", tc.err)
+			var un *reconcile.UnavailableError
+			if got := errors.As(err, &un); got != tc.unavailable {
+				t.Errorf("%v: unavailable %t, want %t", err, got, tc.unavailable)
+			}
+			if tc.unavailable && reconcile.Classify(err) != reconcile.ReactRetry {
+				t.Errorf("%v: reaction %v, want a retry", err, reconcile.Classify(err))
+			}
+		})
+	}
+}

@@ -83,7 +83,7 @@ func ParseUserData(userData []byte) (Registration, error) {
 // Register plays a machine's system agent running its cloud-init: it checks
 // the server, CA checksum and token as Rancher does, then creates the
 // cluster's Cluster API Machine (named from CATTLE_ID) with Rancher's labels,
-// and a Ready downstream Node; an etcd node becomes an etcd member. It is
+// which provisions the cluster; its node joins at the next Step. It is
 // idempotent: a registered machine is left as it is.
 func (r *Rancher) Register(ctx context.Context, userData []byte) (machine string, err error) {
 	reg, err := ParseUserData(userData)
@@ -120,13 +120,10 @@ func (r *Rancher) Register(ctx context.Context, userData []byte) (machine string
 	for _, role := range reg.Roles {
 		labels[map[string]string{"etcd": "rke.cattle.io/etcd-role", "controlplane": "rke.cattle.io/control-plane-role", "worker": "rke.cattle.io/worker-role"}[role]] = "true"
 	}
-	// Cluster API holds every Machine with its finalizer until the node is
-	// gone; an etcd machine also waits for its member's removal.
-	finalizers := []any{MachineFinalizer}
-	if slices.Contains(reg.Roles, "etcd") {
-		finalizers = append(finalizers, MemberFinalizer)
-	}
-	meta := map[string]any{"name": name, "namespace": r.opts.Namespace, "labels": labels, "finalizers": finalizers}
+	// Registration makes the Machine with no finalizer, phase or nodeRef:
+	// Cluster API sets those once the node joins (see join), so a Machine
+	// deleted before that goes at once.
+	meta := map[string]any{"name": name, "namespace": r.opts.Namespace, "labels": labels}
 	m := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Machine",
 		"metadata": meta,
@@ -137,41 +134,39 @@ func (r *Rancher) Register(ctx context.Context, userData []byte) (machine string
 		},
 	}}
 	mri := r.dyn.Resource(machineGVR).Namespace(r.opts.Namespace)
-	created, err := mri.Create(ctx, m, metav1.CreateOptions{})
+	_, err = mri.Create(ctx, m, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
 		return name, nil
 	}
 	if err != nil {
 		return "", fmt.Errorf("standin: create machine %s: %w", name, err)
 	}
-	node := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: reg.NodeName, Labels: map[string]string{ClusterLabel: id, "kubernetes.io/hostname": reg.NodeName}},
-	}
-	for _, role := range reg.Roles {
-		node.Labels["node-role.kubernetes.io/"+map[string]string{"etcd": "etcd", "controlplane": "control-plane", "worker": "worker"}[role]] = "true"
-	}
-	n, err := r.core.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		n, err = r.core.CoreV1().Nodes().Get(ctx, reg.NodeName, metav1.GetOptions{})
-	}
-	if err != nil {
-		return "", fmt.Errorf("standin: create node %s: %w", reg.NodeName, err)
-	}
-	if err := r.setNodeReady(ctx, n, true); err != nil {
+	// The first registration provisions the cluster: from now on Rancher
+	// serves its API.
+	if err := r.provisioned(ctx, mc); err != nil {
 		return "", err
-	}
-	_ = unstructured.SetNestedField(created.Object, "Running", "status", "phase")
-	_ = unstructured.SetNestedField(created.Object, reg.NodeName, "status", "nodeRef", "name")
-	if _, err := mri.UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
-		return "", fmt.Errorf("standin: machine %s status: %w", name, err)
-	}
-	if slices.Contains(reg.Roles, "etcd") {
-		r.mu.Lock()
-		r.members[id][reg.NodeName] = true
-		r.mu.Unlock()
 	}
 	r.record("register", id, name+" "+reg.NodeName)
 	return name, nil
+}
+
+// provisioned sets the management cluster's Provisioned condition True
+// (kept from then on).
+func (r *Rancher) provisioned(ctx context.Context, mc *unstructured.Unstructured) error {
+	if conditionTrue(mc, "Provisioned") {
+		return nil
+	}
+	conds, _, _ := unstructured.NestedSlice(mc.Object, "status", "conditions")
+	conds = slices.DeleteFunc(conds, func(c any) bool {
+		m, ok := c.(map[string]any)
+		return ok && m["type"] == "Provisioned"
+	})
+	conds = append(conds, map[string]any{"type": "Provisioned", "status": "True"})
+	_ = unstructured.SetNestedSlice(mc.Object, conds, "status", "conditions")
+	if _, err := r.dyn.Resource(mgmtGVR).UpdateStatus(ctx, mc, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("standin: management cluster %s status: %w", mc.GetName(), err)
+	}
+	return nil
 }
 
 func (r *Rancher) setNodeReady(ctx context.Context, n *corev1.Node, ready bool) error {

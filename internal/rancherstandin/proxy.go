@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fleetd/fleetd/internal/kubetest"
 )
@@ -38,12 +41,27 @@ type Proxy struct {
 
 	mu     sync.Mutex
 	counts map[string]int
-	known  func(id string) bool
+	state  func(id string) Availability
 }
 
-// StartProxy starts the proxy with token as the Rancher API token. known
-// reports whether a downstream cluster ID exists (unknown IDs get 404).
-func StartProxy(env *kubetest.Env, token string, known func(id string) bool) (*Proxy, error) {
+// Availability is what Rancher knows of a downstream cluster's API.
+type Availability int
+
+const (
+	// ClusterNotFound: no management cluster of that ID (404).
+	ClusterNotFound Availability = iota
+	// ClusterNotProvisioned: no machine has registered yet (503).
+	ClusterNotProvisioned
+	// ClusterDisconnected: provisioned, its agent is not connected (503).
+	ClusterDisconnected
+	// ClusterConnected: its API is served.
+	ClusterConnected
+)
+
+// StartProxy starts the proxy with token as the Rancher API token. state
+// says whether a downstream cluster ID exists and can be reached (nil: none
+// can).
+func StartProxy(env *kubetest.Env, token string, state func(id string) Availability) (*Proxy, error) {
 	target, err := url.Parse(env.URL)
 	if err != nil {
 		return nil, err
@@ -59,7 +77,7 @@ func StartProxy(env *kubetest.Env, token string, known func(id string) bool) (*P
 	sum := sha256.Sum256(env.CA.PEM)
 	p := &Proxy{
 		URL: "https://" + ln.Addr().String(), CAPEM: env.CA.PEM, CAChecksum: hex.EncodeToString(sum[:]),
-		token: token, env: env, ln: ln, target: target, counts: map[string]int{}, known: known,
+		token: token, env: env, ln: ln, target: target, counts: map[string]int{}, state: state,
 	}
 	rp := &httputil.ReverseProxy{
 		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(p.target) },
@@ -88,9 +106,25 @@ func (p *Proxy) handler(rp *httputil.ReverseProxy) http.Handler {
 			return
 		}
 		id, path, _ := strings.Cut(rest, "/")
-		if id != "local" && (p.known == nil || !p.known(id)) {
-			status(w, http.StatusNotFound, "NotFound", fmt.Sprintf("cluster %q not found", id))
-			return
+		if id != "local" {
+			st := ClusterNotFound
+			if p.state != nil {
+				st = p.state(id)
+			}
+			// Rancher v2.15.0 serves a downstream API only while the
+			// cluster's agent is connected, which it first is once a machine
+			// registered; both refusals are reason ClusterUnavailable.
+			switch st {
+			case ClusterNotFound:
+				status(w, http.StatusNotFound, "NotFound", fmt.Sprintf("cluster %q not found", id))
+				return
+			case ClusterNotProvisioned:
+				status(w, http.StatusServiceUnavailable, "ClusterUnavailable", "cluster not provisioned")
+				return
+			case ClusterDisconnected:
+				status(w, http.StatusServiceUnavailable, "ClusterUnavailable", "cluster agent disconnected")
+				return
+			}
 		}
 		r.URL.Path = "/" + path
 		r.URL.RawPath = ""
@@ -200,8 +234,18 @@ func (p *Proxy) ResetCounts() {
 	p.mu.Unlock()
 }
 
+// status answers with a metav1.Status, as the Kubernetes API and Rancher's
+// proxy in front of it do.
 func status(w http.ResponseWriter, code int, reason, msg string) {
+	body, err := json.Marshal(metav1.Status{
+		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   metav1.StatusFailure, Message: msg, Reason: metav1.StatusReason(reason), Code: int32(code),
+	})
+	if err != nil {
+		http.Error(w, msg, code)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":%q,"reason":%q,"code":%d}`, msg, reason, code)
+	_, _ = w.Write(body)
 }

@@ -37,8 +37,11 @@ const (
 
 // Finalizers the stand-in holds, as Rancher's controllers hold theirs.
 const (
-	ClusterFinalizer = "standin.fleetd.io/rancher"
-	// MachineFinalizer is Cluster API's finalizer on every Machine.
+	// ClusterFinalizer holds a deleted provisioning Cluster until the
+	// cluster's Cluster API objects are gone (Rancher v2.15.0's).
+	ClusterFinalizer = "auth.cattle.io/capi-resources-cleanup"
+	// MachineFinalizer is Cluster API's finalizer on a Machine, set once its
+	// node joined: before that a deleted Machine goes at once.
 	MachineFinalizer = "machine.cluster.x-k8s.io"
 	// MemberFinalizer holds an etcd Machine until its etcd member is removed
 	// (Rancher's pre-terminate hook).
@@ -85,6 +88,8 @@ type Rancher struct {
 	lost    map[string]bool            // node names whose machine is gone
 	retired map[string]bool            // node names whose Machine was deleted
 	nodes   map[string]string          // node name → machine, of agents that registered
+	offline map[string]bool            // management IDs whose agent is disconnected
+	held    map[string]bool            // node names that do not join yet
 	events  []Event
 	worst   map[string]int // management ID → fewest ready members seen, once it had any
 
@@ -95,7 +100,7 @@ type Rancher struct {
 // Event is something the stand-in did, in order.
 type Event struct {
 	Seq     int
-	Kind    string // "assign-id", "register", "member-removed", "node-deleted", "machine-deleted", "cluster-deleted", "pod-deleted", "quorum-lost"
+	Kind    string // "assign-id", "register", "join", "member-removed", "node-deleted", "machine-deleted", "cluster-deleted", "pod-deleted", "quorum-lost"
 	Cluster string // management ID
 	Object  string
 }
@@ -126,11 +131,11 @@ func Start(ctx context.Context, env *kubetest.Env, opts Options) (*Rancher, erro
 		return nil, err
 	}
 	r := &Rancher{Token: opts.Token, CAPEM: env.CA.PEM, opts: opts, dyn: dyn, core: core,
-		tokens: map[string]string{}, members: map[string]map[string]bool{}, lost: map[string]bool{}, nodes: map[string]string{}, retired: map[string]bool{}, worst: map[string]int{}}
+		tokens: map[string]string{}, members: map[string]map[string]bool{}, lost: map[string]bool{}, nodes: map[string]string{}, retired: map[string]bool{}, worst: map[string]int{}, offline: map[string]bool{}, held: map[string]bool{}}
 	if err := r.ensureNamespace(ctx, opts.Namespace); err != nil {
 		return nil, err
 	}
-	p, err := StartProxy(env, opts.Token, r.known)
+	p, err := StartProxy(env, opts.Token, r.availability)
 	if err != nil {
 		return nil, err
 	}
@@ -165,12 +170,71 @@ func (r *Rancher) loop(ctx context.Context) {
 // Step runs every controller once; tests call it to settle at once. Errors
 // are joined; the next step retries.
 func (r *Rancher) Step(ctx context.Context) error {
-	return errors.Join(r.clusters(ctx), r.machines(ctx), r.kubelet(ctx), r.disruption(ctx), r.checkQuorum(ctx))
+	return errors.Join(r.clusters(ctx), r.machines(ctx), r.bindings(ctx), r.kubelet(ctx), r.disruption(ctx), r.checkQuorum(ctx))
 }
 
-func (r *Rancher) known(id string) bool {
-	_, err := r.dyn.Resource(mgmtGVR).Get(context.Background(), id, metav1.GetOptions{})
-	return err == nil
+// availability says how Rancher answers the downstream API of cluster id:
+// from its management cluster's Provisioned condition, as Rancher's cluster
+// manager decides, and whether its agent is connected.
+func (r *Rancher) availability(id string) Availability {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	mc, err := r.dyn.Resource(mgmtGVR).Get(ctx, id, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return ClusterNotFound
+	case err != nil:
+		return ClusterDisconnected
+	case !conditionTrue(mc, "Provisioned"):
+		return ClusterNotProvisioned
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.offline[id] {
+		return ClusterDisconnected
+	}
+	return ClusterConnected
+}
+
+// Disconnect plays the agent of a management cluster losing its connection:
+// Rancher answers the cluster's API with 503 ClusterUnavailable until
+// Reconnect.
+func (r *Rancher) Disconnect(id string) {
+	r.mu.Lock()
+	r.offline[id] = true
+	r.mu.Unlock()
+}
+
+// HoldJoin keeps a registered machine's node from joining (RKE2 still
+// starting) until ReleaseJoin.
+func (r *Rancher) HoldJoin(node string) {
+	r.mu.Lock()
+	r.held[node] = true
+	r.mu.Unlock()
+}
+
+// ReleaseJoin ends HoldJoin.
+func (r *Rancher) ReleaseJoin(node string) {
+	r.mu.Lock()
+	delete(r.held, node)
+	r.mu.Unlock()
+}
+
+// Reconnect ends Disconnect.
+func (r *Rancher) Reconnect(id string) {
+	r.mu.Lock()
+	delete(r.offline, id)
+	r.mu.Unlock()
+}
+
+func conditionTrue(u *unstructured.Unstructured, t string) bool {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		if m, ok := c.(map[string]any); ok && m["type"] == t {
+			return m["status"] == "True"
+		}
+	}
+	return false
 }
 
 func (r *Rancher) record(kind, cluster, object string) {
@@ -255,35 +319,67 @@ func (r *Rancher) cluster(ctx context.Context, u *unstructured.Unstructured) err
 		}
 		_ = unstructured.SetNestedField(u.Object, id, "status", "clusterName")
 		_ = unstructured.SetNestedField(u.Object, false, "status", "ready")
-		_ = unstructured.SetNestedSlice(u.Object, []any{
-			map[string]any{"type": "Created", "status": "True"},
-			map[string]any{"type": "Ready", "status": "False", "message": "waiting for a control plane node"},
-		}, "status", "conditions")
+		_ = unstructured.SetNestedSlice(u.Object, clusterConditions(false, false), "status", "conditions")
 		if _, err := ri.UpdateStatus(ctx, u, metav1.UpdateOptions{}); err != nil {
 			return err
 		}
 		r.record("assign-id", id, u.GetName())
 		return nil
 	}
-	// Ready once a control plane machine runs on a ready node.
+	// Ready once a control plane machine runs on a ready node; Provisioned
+	// as the management cluster says (True from the first registration on).
 	ready, err := r.controlPlaneReady(ctx, u.GetName(), id)
 	if err != nil {
 		return err
 	}
-	if cur, _, _ := unstructured.NestedBool(u.Object, "status", "ready"); cur != ready {
-		_ = unstructured.SetNestedField(u.Object, ready, "status", "ready")
-		st, msg := "True", ""
-		if !ready {
-			st, msg = "False", "waiting for a control plane node"
-		}
-		_ = unstructured.SetNestedSlice(u.Object, []any{
-			map[string]any{"type": "Created", "status": "True"},
-			map[string]any{"type": "Ready", "status": st, "message": msg},
-		}, "status", "conditions")
-		_, err := ri.UpdateStatus(ctx, u, metav1.UpdateOptions{})
+	mc, err := r.dyn.Resource(mgmtGVR).Get(ctx, id, metav1.GetOptions{})
+	if err != nil {
 		return err
 	}
-	return nil
+	want := clusterConditions(conditionTrue(mc, "Provisioned"), ready)
+	cur, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	if was, _, _ := unstructured.NestedBool(u.Object, "status", "ready"); was == ready && equalConditions(cur, want) {
+		return nil
+	}
+	_ = unstructured.SetNestedField(u.Object, ready, "status", "ready")
+	_ = unstructured.SetNestedSlice(u.Object, want, "status", "conditions")
+	_, err = ri.UpdateStatus(ctx, u, metav1.UpdateOptions{})
+	return err
+}
+
+// clusterConditions are the provisioning Cluster's conditions the stand-in
+// keeps: Provisioned turns True when the first machine registers, Ready
+// when a control plane node is ready.
+func clusterConditions(provisioned, ready bool) []any {
+	status := func(b bool) string {
+		if b {
+			return "True"
+		}
+		return "False"
+	}
+	prov := map[string]any{"type": "Provisioned", "status": status(provisioned)}
+	if !provisioned {
+		prov["message"] = "waiting for the first machine to register"
+	}
+	rdy := map[string]any{"type": "Ready", "status": status(ready)}
+	if !ready {
+		rdy["message"] = "waiting for a control plane node"
+	}
+	return []any{map[string]any{"type": "Created", "status": "True"}, prov, rdy}
+}
+
+func equalConditions(a, b []any) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, _ := a[i].(map[string]any)
+		y, _ := b[i].(map[string]any)
+		if x["type"] != y["type"] || x["status"] != y["status"] || x["message"] != y["message"] {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *Rancher) controlPlaneReady(ctx context.Context, name, id string) (bool, error) {
@@ -338,9 +434,11 @@ func (r *Rancher) createManagement(ctx context.Context, name, id string) error {
 	form := r.opts.TokenForm
 	r.mu.Unlock()
 	if form == TokenSecret {
+		// Rancher v2.15.0: crt-token-<token name>, with the token's expiry
+		// beside it (empty: the default token does not expire).
 		cmdToken = "{token}"
-		secretName := "crt-default-token-" + randomString(5)
-		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretName, Namespace: id}, Data: map[string][]byte{"token": []byte(token)}}
+		secretName := "crt-token-default-token"
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretName, Namespace: id}, Data: map[string][]byte{"token": []byte(token), "expiresAt": {}}}
 		if _, err := r.core.CoreV1().Secrets(id).Create(ctx, sec, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return err
 		}
@@ -414,6 +512,9 @@ func (r *Rancher) machines(ctx context.Context) error {
 	for i := range ms.Items {
 		m := &ms.Items[i]
 		if m.GetDeletionTimestamp() == nil {
+			if err := r.join(ctx, m); err != nil {
+				errs = append(errs, err)
+			}
 			continue
 		}
 		id := m.GetLabels()["standin.fleetd.io/management-id"]
@@ -449,6 +550,126 @@ func (r *Rancher) machines(ctx context.Context) error {
 			r.mu.Unlock()
 		}
 		r.record("machine-deleted", id, m.GetName())
+	}
+	// A Machine deleted before its node joined had no finalizer and went at
+	// once: its agent is retired without a node to delete.
+	r.mu.Lock()
+	pending := map[string]string{}
+	for node, machine := range r.nodes {
+		if !r.retired[node] {
+			pending[node] = machine
+		}
+	}
+	r.mu.Unlock()
+	for node, machine := range pending {
+		if slices.ContainsFunc(ms.Items, func(m unstructured.Unstructured) bool { return m.GetName() == machine }) {
+			continue
+		}
+		// Looked up again: the list may predate the agent's registration.
+		if _, err := mri.Get(ctx, machine, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			continue
+		}
+		r.mu.Lock()
+		r.retired[node] = true
+		r.mu.Unlock()
+		r.record("machine-deleted", "", machine)
+	}
+	return errors.Join(errs...)
+}
+
+// join plays a registered machine's node joining its cluster: RKE2 starts,
+// its kubelet registers a Ready Node, and Cluster API records the node on the
+// Machine (phase Running, nodeRef) and holds it with its finalizers from then
+// on; an etcd node becomes an etcd member. A Machine whose node joined is
+// left as it is.
+func (r *Rancher) join(ctx context.Context, m *unstructured.Unstructured) error {
+	if ref, _, _ := unstructured.NestedString(m.Object, "status", "nodeRef", "name"); ref != "" {
+		return nil
+	}
+	l := m.GetLabels()
+	id, nodeName := l["standin.fleetd.io/management-id"], l["rke.cattle.io/node-name"]
+	if id == "" || nodeName == "" {
+		return nil // not a machine the stand-in's agents registered
+	}
+	r.mu.Lock()
+	held := r.held[nodeName]
+	r.mu.Unlock()
+	if held {
+		return nil
+	}
+	etcd := l["rke.cattle.io/etcd-role"] == "true"
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{ClusterLabel: id, "kubernetes.io/hostname": nodeName}}}
+	for label, role := range map[string]string{"rke.cattle.io/etcd-role": "etcd", "rke.cattle.io/control-plane-role": "control-plane", "rke.cattle.io/worker-role": "worker"} {
+		if l[label] == "true" {
+			node.Labels["node-role.kubernetes.io/"+role] = "true"
+		}
+	}
+	n, err := r.core.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		n, err = r.core.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("standin: create node %s: %w", nodeName, err)
+	}
+	if err := r.setNodeReady(ctx, n, true); err != nil {
+		return err
+	}
+	mri := r.dyn.Resource(machineGVR).Namespace(r.opts.Namespace)
+	finalizers := []string{MachineFinalizer}
+	if etcd {
+		finalizers = append(finalizers, MemberFinalizer)
+	}
+	m.SetFinalizers(finalizers)
+	updated, err := mri.Update(ctx, m, metav1.UpdateOptions{})
+	if err != nil {
+		return fmt.Errorf("standin: machine %s finalizers: %w", m.GetName(), err)
+	}
+	_ = unstructured.SetNestedField(updated.Object, "Running", "status", "phase")
+	_ = unstructured.SetNestedField(updated.Object, nodeName, "status", "nodeRef", "name")
+	if _, err := mri.UpdateStatus(ctx, updated, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("standin: machine %s status: %w", m.GetName(), err)
+	}
+	if etcd {
+		r.mu.Lock()
+		if r.members[id] == nil {
+			r.members[id] = map[string]bool{}
+		}
+		r.members[id][nodeName] = true
+		r.mu.Unlock()
+	}
+	r.record("join", id, m.GetName()+" "+nodeName)
+	return nil
+}
+
+// bindings plays Rancher's binding controllers: the local outcome of a
+// ClusterRoleTemplateBinding completes at once; the downstream one fails
+// until the cluster is provisioned, and the overall summary, measured on
+// Rancher v2.15.0, stays Error after the retry that completes it.
+func (r *Rancher) bindings(ctx context.Context) error {
+	l, err := r.dyn.Resource(crtbGVR).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i := range l.Items {
+		b := &l.Items[i]
+		if b.GetDeletionTimestamp() != nil {
+			continue
+		}
+		remote := "Error"
+		if r.availability(b.GetNamespace()) == ClusterConnected {
+			remote = "Completed"
+		}
+		local, _, _ := unstructured.NestedString(b.Object, "status", "summaryLocal")
+		cur, _, _ := unstructured.NestedString(b.Object, "status", "summaryRemote")
+		if local == "Completed" && cur == remote {
+			continue
+		}
+		st := map[string]any{"summaryLocal": "Completed", "summaryRemote": remote, "summary": "Error"}
+		b.Object["status"] = st
+		if _, err := r.dyn.Resource(crtbGVR).Namespace(b.GetNamespace()).UpdateStatus(ctx, b, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -302,6 +302,7 @@ func (w *World) AddCluster(rc reconcile.RancherCluster) {
 		w.nextID++
 		rc.ID = fmt.Sprintf("c-m-%05d", w.nextID)
 	}
+	rc.Provisioned = rc.Provisioned || rc.Ready
 	c := &rcluster{rc: rc, token: "SECRET-TOKEN-" + rc.Name, machines: map[string]*reconcile.RancherMachine{}, nodes: map[string]bool{}, drained: map[string]bool{}}
 	for i := range rc.Machines {
 		m := rc.Machines[i]
@@ -325,7 +326,8 @@ func (w *World) Join(cluster, machine string, ready bool) {
 	name := reconcile.RancherMachineName(machine)
 	c.machines[name] = &reconcile.RancherMachine{Name: name, Node: machine, Phase: reconcile.RancherMachineRunning}
 	c.nodes[machine] = ready
-	c.rc.Ready = true
+	// A machine that registered provisions its cluster, for good.
+	c.rc.Ready, c.rc.Provisioned = true, true
 }
 
 // SetNodeReady sets a node's readiness.
@@ -493,7 +495,7 @@ func (w *World) Settle() {
 		c.rc.Ready = false
 		for _, r := range c.nodes {
 			if r {
-				c.rc.Ready = true
+				c.rc.Ready, c.rc.Provisioned = true, true
 			}
 		}
 	}
