@@ -108,6 +108,21 @@ func registered(t *testing.T, cluster string, nodes map[string][]string) reconci
 			t.Fatal(err)
 		}
 	}
+	// A node joins when the stand-in next steps, as a real agent's does a
+	// while after registration; the tests drain and read joined nodes.
+	core := adminClient(t)
+	for node := range nodes {
+		for {
+			_, err := core.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s never joined: %v", node, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	cs, err := reg.Clusters(ctx)
 	if err != nil {
 		t.Fatal(err)
