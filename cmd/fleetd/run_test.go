@@ -489,14 +489,24 @@ func TestRunLeaderElection(t *testing.T) {
 	}
 	a, b := start("/srv/a.git"), start("/srv/b.git")
 	ready := func(r *rep) bool { c, _ := get(t, "http://"+r.addr+"/readyz"); return c == 200 }
-	waitFor(t, "a leader", func() bool { return ready(a) || ready(b) })
+	leading := func(r *rep) bool {
+		_, body := get(t, "http://"+r.addr+"/metrics")
+		return strings.Contains(body, "\nfleetd_leader 1\n")
+	}
+	waitFor(t, "a leader", func() bool { return leading(a) || leading(b) })
 	leader, follower := a, b
-	if ready(b) {
+	if leading(b) {
 		leader, follower = b, a
 	}
+	waitFor(t, "the leader to be ready", func() bool { return ready(leader) })
 	time.Sleep(500 * time.Millisecond)
-	if ready(follower) {
-		t.Fatal("both replicas are ready")
+	if leading(follower) {
+		t.Fatal("both replicas lead")
+	}
+	// A follower is ready: healthy and able to take over, so a Deployment
+	// of two replicas is fully available and can roll one pod at a time.
+	if c, body := get(t, "http://"+follower.addr+"/readyz"); c != 200 || !strings.Contains(body, "follows") {
+		t.Fatalf("the follower's /readyz: %d %q, want 200 saying it follows", c, body)
 	}
 	if fakes[follower.repo].calls.Load() != 0 {
 		t.Fatal("the follower synced")
@@ -514,7 +524,7 @@ func TestRunLeaderElection(t *testing.T) {
 	if c := <-leader.code; c != 0 {
 		t.Fatalf("the leader exited %d:\n%s", c, leader.logs)
 	}
-	waitFor(t, "the follower to lead", func() bool { return ready(follower) })
+	waitFor(t, "the follower to lead", func() bool { return leading(follower) })
 	if took := time.Since(t0); took > 15*time.Second {
 		t.Errorf("failover took %v, want under 15s", took)
 	} else {

@@ -314,10 +314,16 @@ func TestThrottledClusterBacksOffAlone(t *testing.T) {
 	if len(attempts) < 4 || len(attempts) > 9 {
 		t.Fatalf("%d attempts to create data-lake's machines in 120 syncs a second apart, want a growing backoff (5 to 8): %v", len(attempts), attempts)
 	}
+	// Each gap is at least the one before (the jitter is ±20% and the
+	// syncs a second apart, so two gaps may round to the same second), and
+	// the gaps grow from about a second to half a minute and more.
 	for i := 2; i < len(attempts); i++ {
-		if prev, cur := attempts[i-1].Sub(attempts[i-2]), attempts[i].Sub(attempts[i-1]); cur <= prev {
-			t.Errorf("attempt %d came %v after the one before, which came %v after its own: the backoff does not grow", i, cur, prev)
+		if prev, cur := attempts[i-1].Sub(attempts[i-2]), attempts[i].Sub(attempts[i-1]); cur < prev {
+			t.Errorf("attempt %d came %v after the one before, which came %v after its own: the backoff shrinks", i, cur, prev)
 		}
+	}
+	if first, last := attempts[1].Sub(attempts[0]), attempts[len(attempts)-1].Sub(attempts[len(attempts)-2]); last < 8*first {
+		t.Errorf("the gaps between attempts grew from %v to %v only: %v", first, last, attempts)
 	}
 	for _, name := range []string{"payments-prod", "trading-dev", "qa-pr-77", "platform-ci"} {
 		if e.machinesOf(name) == 0 {

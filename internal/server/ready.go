@@ -19,10 +19,13 @@ type Readiness struct {
 	Notes []string
 }
 
-// ReadyCheck is the readiness rule of /readyz: this replica leads (or
-// election is off), is not stopping, and its last successful fetch of the
-// fleet repo is younger than three poll intervals. A replica that does not
-// lead is not ready, so a Service sends webhooks to the leader.
+// ReadyCheck is the readiness rule of /readyz: this replica is not
+// stopping and, when it leads (or election is off), its last successful
+// fetch of the fleet repo is younger than three poll intervals. A follower
+// is ready: it is healthy and able to take over, so a Deployment of several
+// replicas is fully available and rolls out one pod at a time; a webhook it
+// receives is answered 202 and waits for this replica to lead, and the
+// leader's poll (or the same webhook sent to the leader) catches up.
 type ReadyCheck struct {
 	PollInterval time.Duration
 	// Status returns the daemon's state: when the last fetch succeeded,
@@ -51,7 +54,8 @@ func (c ReadyCheck) Check() Readiness {
 	case c.Stopping != nil && c.Stopping():
 		r.Err = errors.New("stopping")
 	case c.Leading != nil && !c.Leading():
-		r.Err = errors.New("not the leader")
+		// A follower neither fetches nor syncs: nothing to be stale about.
+		r.Notes = append(r.Notes, "this replica follows: the leader syncs, and this one takes over when the Lease is free")
 	case st.LastFetchedAt.IsZero() && st.LastFetchError != "":
 		r.Err = errors.New("no successful fetch of the fleet repo yet: the last one failed")
 	case st.LastFetchedAt.IsZero():

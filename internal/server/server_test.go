@@ -384,8 +384,10 @@ func TestHealthAndReadiness(t *testing.T) {
 		{"not ready after 3 poll intervals of failed fetches", func() { st.LastFetchedAt = now.Add(-181 * time.Second) },
 			503, []string{"3 poll intervals", "fetches fail", "fetch: timeout"}},
 		{"not ready after 3 poll intervals without a fetch", func() { st.LastFetchError, st.LoadError = "", "" }, 503, []string{"no sync has fetched since"}},
-		{"not ready when not leading", func() { st.LastFetchedAt = now; leading = false }, 503, []string{"not the leader"}},
-		{"not ready when stopping", func() { leading = true; stopping = true }, 503, []string{"stopping"}},
+		// A follower is ready (healthy, able to take over) though it never
+		// fetches: the Deployment is fully available and rolls.
+		{"ready when following, without a fetch", func() { st = daemon.Status{}; leading = false }, 200, []string{"ok\n", "note: this replica follows"}},
+		{"not ready when stopping", func() { st.LastFetchedAt = now; leading = true; stopping = true }, 503, []string{"stopping"}},
 	}
 	for _, s := range steps {
 		s.setup()
