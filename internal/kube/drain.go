@@ -46,7 +46,11 @@ func (n *Nodes) Drain(ctx context.Context, cluster reconcile.ClusterRef, node st
 	if err != nil {
 		return err
 	}
-	log := reconcile.LoggerFrom(ctx).With("node", node)
+	log := n.log
+	if l, ok := reconcile.ContextLogger(ctx); ok {
+		log = l // the sync's, with the cluster and revision
+	}
+	log = log.With("node", node)
 	obj := cluster.Name + "/" + node
 	nd, err := c.core.Nodes().Get(ctx, node, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {

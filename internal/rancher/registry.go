@@ -112,6 +112,15 @@ func NewWithConn(_ context.Context, cfg Config, conn *Conn) (*Registry, error) {
 	}, nil
 }
 
+// logger is the sync's logger from ctx (with the cluster and revision the
+// reconciler works on), else the registry's own; either names Rancher.
+func (r *Registry) logger(ctx context.Context) *slog.Logger {
+	if l, ok := reconcile.ContextLogger(ctx); ok {
+		return l.With("rancher", r.conn.URL)
+	}
+	return r.log
+}
+
 func (r *Registry) fail(op, object string, err error) error {
 	return APIError(op, object, err, r.conn.token)
 }
@@ -183,7 +192,7 @@ func (r *Registry) Clusters(ctx context.Context) ([]reconcile.RancherCluster, er
 		}
 		if b.GetDeletionTimestamp() == nil {
 			rc.ForeignBindings = append(rc.ForeignBindings, reconcile.Binding{PrincipalID: principal, Role: role})
-			r.log.Info("Binding not made by fleetd left alone", "cluster", rc.Name, "binding", b.GetName(), "principal", principal, "role", role)
+			r.logger(ctx).Info("Binding not made by fleetd left alone", "object", rc.Name, "binding", b.GetName(), "principal", principal, "role", role)
 		}
 	}
 
@@ -328,7 +337,7 @@ func (r *Registry) Register(ctx context.Context, spec reconcile.RegisterSpec) (r
 	u, err := r.getCluster(ctx, spec.Name)
 	switch {
 	case apierrors.IsNotFound(err):
-		r.log.Info("Creating provisioning cluster", "cluster", spec.Name, "kubernetesVersion", spec.KubernetesVersion)
+		r.logger(ctx).Info("Creating provisioning cluster", "object", obj, "kubernetesVersion", spec.KubernetesVersion)
 		created, err := ri.Create(ctx, want, metav1.CreateOptions{FieldManager: "fleetd"})
 		if apierrors.IsAlreadyExists(err) {
 			// A lost reply of an earlier try: observe what is there.
@@ -386,7 +395,7 @@ func (r *Registry) Register(ctx context.Context, spec reconcile.RegisterSpec) (r
 	}
 	u.SetLabels(l)
 	u.SetAnnotations(a)
-	r.log.Info("Updating provisioning cluster", "cluster", spec.Name, "kubernetesVersion", spec.KubernetesVersion)
+	r.logger(ctx).Info("Updating provisioning cluster", "object", obj, "kubernetesVersion", spec.KubernetesVersion)
 	updated, err := ri.Update(ctx, u, metav1.UpdateOptions{FieldManager: "fleetd"})
 	if err != nil {
 		return reconcile.RancherCluster{}, r.fail("update cluster", obj, err)

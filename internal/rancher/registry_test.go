@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -482,5 +483,29 @@ func TestMachines(t *testing.T) {
 	}
 	if err := r.DeleteMachine(ctx, "mach-a", "custom-000000000000", false); err != nil {
 		t.Fatalf("DeleteMachine of a gone machine: %v", err)
+	}
+}
+
+// TestRegistryLogsThroughTheSyncsLogger: a Register made for the reconciler
+// logs on the context's logger, so the line carries the sync's cluster and
+// revision once each (JSON log parsers reject repeated keys).
+func TestRegistryLogsThroughTheSyncsLogger(t *testing.T) {
+	own := &logBuffer{}
+	r := newRegistry(t, "", own)
+	sync := &logBuffer{}
+	log := slog.New(slog.NewJSONHandler(sync, nil)).With("cluster", "log-a", "revision", "0123456")
+	ctx := reconcile.WithLogger(context.Background(), log)
+	if _, err := r.Register(ctx, reconcile.RegisterSpec{Name: "log-a", Team: "payments", KubernetesVersion: "v1.31.4+rke2r1"}); err != nil {
+		t.Fatal(err)
+	}
+	line := sync.String()
+	if !strings.Contains(line, `"msg":"Creating provisioning cluster"`) || !strings.Contains(line, `"revision":"0123456"`) {
+		t.Fatalf("the sync's logger got %q", line)
+	}
+	if strings.Count(line, `"cluster":`) != 1 {
+		t.Errorf("the line repeats the cluster key: %s", line)
+	}
+	if strings.Contains(own.String(), "Creating provisioning cluster") {
+		t.Error("the line went to the registry's own logger, without the sync's attributes")
 	}
 }
