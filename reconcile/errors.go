@@ -95,3 +95,17 @@ func Classify(err error) Reaction {
 		return ReactFail
 	}
 }
+
+// BackoffDelay is the wait before the n-th consecutive retry (n >= 1): lo
+// doubled n-1 times up to hi, moved by up to ±frac of itself (rnd returns a
+// number in [0, 1)), and kept within [lo, hi]. The daemon's backoff after a
+// failed sync and a cluster's own backoff in the loop are both this.
+func BackoffDelay(n int, lo, hi time.Duration, frac float64, rnd func() float64) time.Duration {
+	d := lo
+	for i := 1; i < n && d < hi; i++ {
+		d *= 2
+	}
+	d = min(d, hi)
+	d = time.Duration(float64(d) * (1 + frac*(2*rnd()-1)))
+	return max(lo, min(d, hi))
+}

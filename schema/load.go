@@ -269,6 +269,15 @@ func isKeepFile(name string) bool {
 	return name == ".gitkeep" || name == ".keep"
 }
 
+// IsClusterFilePath reports whether p, slash-separated and relative to the
+// fleet repo's root, is where Load reads a cluster file:
+// clusters/<team>/<name>.yaml or .yml, not hidden.
+func IsClusterFilePath(p string) bool {
+	team, name, ok := strings.Cut(strings.TrimPrefix(p, ClustersDir+"/"), "/")
+	return ok && strings.HasPrefix(p, ClustersDir+"/") && team != "" && !strings.Contains(name, "/") &&
+		!strings.HasPrefix(name, ".") && isYAMLName(name)
+}
+
 func isYAMLName(name string) bool {
 	ext := path.Ext(name)
 	return (ext == ".yaml" || ext == ".yml") && len(name) > len(ext)

@@ -454,3 +454,16 @@ func TestSchemasCompile(t *testing.T) {
 }
 
 var _ fs.FS = fstest.MapFS{}
+
+func TestIsClusterFilePath(t *testing.T) {
+	for p, want := range map[string]bool{
+		"clusters/qa/qa-1.yaml": true, "clusters/qa/qa-1.yml": true,
+		"clusters/qa/.qa-1.yaml": false, "clusters/qa/README.md": false, "clusters/qa/sub/x.yaml": false,
+		"clusters/x.yaml": false, "clusters//x.yaml": false, "fleet.yaml": false, "other/qa/x.yaml": false,
+		"clusters/qa/.yaml": false,
+	} {
+		if got := IsClusterFilePath(p); got != want {
+			t.Errorf("IsClusterFilePath(%q) = %v, want %v", p, got, want)
+		}
+	}
+}

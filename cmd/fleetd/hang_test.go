@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -105,11 +104,7 @@ func TestRunSurvivesAHungPeer(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("FLEETD_TEST_VSPHERE", "fleetd:not-a-real-password")
 	t.Setenv("FLEETD_TEST_RANCHER_TOKEN", "token-abc:not-a-real-secret")
-	t.Setenv("AWS_ACCESS_KEY_ID", ec2test.AccessKeyID)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", ec2test.SecretAccessKey)
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "no-aws-config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "no-aws-credentials"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	awsTestEnv(t, dir)
 
 	cluster := func(name, provider string) string {
 		return "apiVersion: fleetd.io/v1alpha1\nkind: Cluster\nname: " + name + "\nteam: qa\nprovider: " + provider + "\nclass: single\n"
@@ -150,13 +145,7 @@ func TestRunSurvivesAHungPeer(t *testing.T) {
 				files[p] = d
 			}
 			for p, d := range files {
-				full := filepath.Join(fleetDir, p)
-				if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(full, []byte(d), 0o644); err != nil {
-					t.Fatal(err)
-				}
+				writeFile(t, filepath.Join(fleetDir, p), d)
 			}
 			gitRepo(t, fleetDir)
 			repo := fleetDir

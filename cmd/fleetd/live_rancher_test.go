@@ -27,19 +27,8 @@ import (
 // on a real kube-apiserver: the cluster is registered, its machine created
 // with the node command, and its agent's Rancher machine appears.
 func TestApplyLiveRancher(t *testing.T) {
-	assets, err := kubetest.FindAssets()
-	if err != nil {
-		if kubetest.Required() {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	env := startAPIServer(t, kubetest.Options{})
 	ctx := context.Background()
-	env, err := kubetest.Start(ctx, kubetest.Options{AssetsDir: assets})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(env.Stop)
 	rs, err := rancherstandin.Start(ctx, env, rancherstandin.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -76,21 +65,11 @@ func TestApplyLiveRancher(t *testing.T) {
 		"fleet.yaml":             fleet,
 		"clusters/qa/qa-rs.yaml": "apiVersion: fleetd.io/v1alpha1\nkind: Cluster\nname: qa-rs\nteam: qa\nprovider: dc1\nclass: single\n",
 	} {
-		full := filepath.Join(fleetDir, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, filepath.Join(fleetDir, p), data)
 	}
 	t.Setenv("FLEETD_TEST_VSPHERE", "fleetd:not-a-real-password")
 	t.Setenv("AWS_ENDPOINT_URL_EC2", ec2.URL)
-	t.Setenv("AWS_ACCESS_KEY_ID", ec2test.AccessKeyID)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", ec2test.SecretAccessKey)
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "no-aws-config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "no-aws-credentials"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	awsTestEnv(t, dir)
 
 	vim, err := vc.Client(ctx)
 	if err != nil {

@@ -61,16 +61,18 @@ pricing:
     memoryGiBHourly: 0.004
 `
 
-// TestApplyLive runs fleetd apply through the real provider wiring (fleet.yaml
-// → aws.New and vsphere.New) against the EC2 protocol server and the vCenter
-// simulator over verified TLS, then removes a cluster and applies again.
-func TestApplyLive(t *testing.T) {
+// startLiveFleet starts the EC2 protocol server and the vCenter simulator
+// (started with opts), points the AWS SDK and the vSphere credentials at
+// them, and writes liveFleet with one cluster per provider (qa-aws on
+// aws-eu, qa-vs on dc1) into dir/fleet, which it returns as dir.
+func startLiveFleet(t *testing.T, opts vcsimserver.Options) (*ec2test.Server, *vcsimserver.Server, string) {
+	t.Helper()
 	ec2 := ec2test.New()
 	t.Cleanup(ec2.Close)
 	ec2.AddImage("ami-0abcdef1234567890", "/dev/sda1")
 	ec2.AddSubnet("subnet-0a1b2c3d4e5f60001", "eu-west-1a")
 	ec2.AddSubnet("subnet-0a1b2c3d4e5f60002", "eu-west-1b")
-	vc, err := vcsimserver.Start(context.Background(), vcsimserver.Options{})
+	vc, err := vcsimserver.Start(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,29 +86,34 @@ func TestApplyLive(t *testing.T) {
 	fleet := strings.NewReplacer("%SERVER%", vc.URL.String(), "%DC%", vcsimserver.Datacenter,
 		"%CLUSTER%", vcsimserver.ComputeCluster, "%DS%", vcsimserver.Datastore, "%NET%", vcsimserver.Network,
 		"%TEMPLATE%", vc.Template, "%CA%", ca).Replace(liveFleet)
-	write := func(p, data string) {
-		t.Helper()
-		full := filepath.Join(dir, "fleet", p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("fleet.yaml", fleet)
+	writeFile(t, filepath.Join(dir, "fleet", "fleet.yaml"), fleet)
 	for _, c := range []struct{ name, provider string }{{"qa-aws", "aws-eu"}, {"qa-vs", "dc1"}} {
-		write("clusters/qa/"+c.name+".yaml", "apiVersion: fleetd.io/v1alpha1\nkind: Cluster\nname: "+c.name+
+		writeFile(t, filepath.Join(dir, "fleet", "clusters", "qa", c.name+".yaml"), "apiVersion: fleetd.io/v1alpha1\nkind: Cluster\nname: "+c.name+
 			"\nteam: qa\nprovider: "+c.provider+"\nclass: single\n")
 	}
 	t.Setenv("FLEETD_TEST_VSPHERE", "fleetd:not-a-real-password")
 	t.Setenv("AWS_ENDPOINT_URL_EC2", ec2.URL)
+	awsTestEnv(t, dir)
+	return ec2, vc, dir
+}
+
+// awsTestEnv gives the AWS SDK the EC2 protocol server's keys and no
+// other source of credentials or configuration (files under dir that do
+// not exist, no instance metadata).
+func awsTestEnv(t *testing.T, dir string) {
+	t.Helper()
 	t.Setenv("AWS_ACCESS_KEY_ID", ec2test.AccessKeyID)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", ec2test.SecretAccessKey)
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "no-aws-config"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "no-aws-credentials"))
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+}
 
+// TestApplyLive runs fleetd apply through the real provider wiring (fleet.yaml
+// → aws.New and vsphere.New) against the EC2 protocol server and the vCenter
+// simulator over verified TLS, then removes a cluster and applies again.
+func TestApplyLive(t *testing.T) {
+	ec2, vc, dir := startLiveFleet(t, vcsimserver.Options{})
 	fleetDir := filepath.Join(dir, "fleet")
 	git := gitRepo(t, fleetDir)
 	work := filepath.Join(dir, "work")
@@ -156,7 +163,12 @@ func TestApplyLive(t *testing.T) {
 		t.Fatalf("apply after removal: exit %d, want the prune guard to hold the decommission\n%s\n%s", code, out, stderr)
 	}
 	// With the guard raised, the cluster is decommissioned: its VM destroyed.
-	write("fleet.yaml", fleet+"policy:\n  pruneGuardPercent: 50\n")
+	fleetYAML := filepath.Join(fleetDir, "fleet.yaml")
+	fleet, err := os.ReadFile(fleetYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, fleetYAML, string(fleet)+"policy:\n  pruneGuardPercent: 50\n")
 	git("commit", "-q", "-am", "policy: allow removing half the fleet")
 	for i := 0; ; i++ {
 		code, out, stderr := apply()

@@ -39,13 +39,7 @@ func TestRefusedVSphereLoginIsNotRetriedUntilTheFileChanges(t *testing.T) {
 	fleetDir := filepath.Join(dir, "fleet")
 	for p, d := range map[string]string{"fleet.yaml": fleet,
 		"clusters/qa/qa-vs.yaml": "apiVersion: fleetd.io/v1alpha1\nkind: Cluster\nname: qa-vs\nteam: qa\nprovider: dc1\nclass: single\n"} {
-		full := filepath.Join(fleetDir, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(d), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, filepath.Join(fleetDir, p), d)
 	}
 	gitRepo(t, fleetDir)
 

@@ -420,11 +420,10 @@ func TestRunUsageErrors(t *testing.T) {
 	}
 }
 
-// TestRunLeaderElection runs two `fleetd run --leader-elect` on a real
-// kube-apiserver: one leads, syncs and answers ready; the other waits and is
-// not ready; SIGTERM to the leader releases the Lease and the other takes
-// over within 15 s, and the two never sync at once.
-func TestRunLeaderElection(t *testing.T) {
+// startAPIServer starts a test kube-apiserver for one test, or skips the
+// test when its binaries are not there (and FLEETD_KUBE_REQUIRE is not 1).
+func startAPIServer(t *testing.T, opts kubetest.Options) *kubetest.Env {
+	t.Helper()
 	assets, err := kubetest.FindAssets()
 	if err != nil {
 		if kubetest.Required() {
@@ -432,11 +431,21 @@ func TestRunLeaderElection(t *testing.T) {
 		}
 		t.Skip(err)
 	}
-	env, err := kubetest.Start(context.Background(), kubetest.Options{AssetsDir: assets, SkipCRDs: true})
+	opts.AssetsDir = assets
+	env, err := kubetest.Start(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(env.Stop)
+	return env
+}
+
+// TestRunLeaderElection runs two `fleetd run --leader-elect` on a real
+// kube-apiserver: one leads, syncs and answers ready; the other waits and is
+// not ready; SIGTERM to the leader releases the Lease and the other takes
+// over within 15 s, and the two never sync at once.
+func TestRunLeaderElection(t *testing.T) {
+	env := startAPIServer(t, kubetest.Options{SkipCRDs: true})
 
 	// Two replicas in one process: the sync loop is chosen by --repo, and
 	// the ports are picked beforehand.

@@ -23,18 +23,7 @@ import (
 // releases the Lease and exits 1, so that another replica leads and the
 // process is restarted, instead of holding the Lease for ever.
 func TestWedgedLeaderGivesUpItsLease(t *testing.T) {
-	assets, err := kubetest.FindAssets()
-	if err != nil {
-		if kubetest.Required() {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	env, err := kubetest.Start(context.Background(), kubetest.Options{AssetsDir: assets, SkipCRDs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(env.Stop)
+	env := startAPIServer(t, kubetest.Options{SkipCRDs: true})
 
 	never := make(chan struct{})
 	t.Cleanup(func() { close(never) })

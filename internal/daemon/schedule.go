@@ -126,12 +126,7 @@ func (s Schedule) resync(d time.Duration) time.Duration {
 
 // backoff is the wait before the n-th consecutive retry (n >= 1).
 func (s Schedule) backoff(n int, rnd func() float64) time.Duration {
-	d := s.BackoffMin
-	for i := 1; i < n && d < s.BackoffMax; i++ {
-		d *= 2
-	}
-	d = jitter(min(d, s.BackoffMax), backoffJitter, rnd)
-	return max(s.BackoffMin, min(d, s.BackoffMax))
+	return reconcile.BackoffDelay(n, s.BackoffMin, s.BackoffMax, backoffJitter, rnd)
 }
 
 // jitter returns d moved by up to ±frac of itself.

@@ -100,7 +100,7 @@ func (l *Loop) noteFailures(a *reconcile.ApplyResult, held map[string]reconcile.
 		}
 		b := l.backoff[c.Cluster]
 		b.Failures++
-		b.Until = now.Add(l.backoffDelay(b.Failures))
+		b.Until = now.Add(backoffDelay(b.Failures))
 		b.Reason = c.Err.Error()
 		if l.backoff == nil {
 			l.backoff = map[string]reconcile.Backoff{}
@@ -118,18 +118,8 @@ func (l *Loop) noteFailures(a *reconcile.ApplyResult, held map[string]reconcile.
 }
 
 // backoffDelay is the wait after the n-th consecutive transient failure.
-func (l *Loop) backoffDelay(n int) time.Duration {
-	d := MinBackoff
-	for i := 1; i < n && d < MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, MaxBackoff)
-	rnd := l.rand
-	if rnd == nil {
-		rnd = rand.Float64
-	}
-	d = time.Duration(float64(d) * (0.8 + 0.4*rnd()))
-	return max(MinBackoff, min(d, MaxBackoff))
+func backoffDelay(n int) time.Duration {
+	return reconcile.BackoffDelay(n, MinBackoff, MaxBackoff, 0.2, rand.Float64)
 }
 
 // retryAfter is how long until the first cluster's backoff runs out (0

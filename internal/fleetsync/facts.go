@@ -205,7 +205,7 @@ func (l *Loop) removals(ctx context.Context, d *reconcile.Desired, h *fgit.Histo
 			// The tree is HistoryCommit's own: a file its history has
 			// there that the load neither loaded nor reported on was not
 			// read. That is never a removal.
-			if !diagnosed[p] && isClusterFilePath(strings.TrimPrefix(strings.TrimPrefix(p, snap.Prefix), "/")) {
+			if !diagnosed[p] && schema.IsClusterFilePath(strings.TrimPrefix(strings.TrimPrefix(p, snap.Prefix), "/")) {
 				d.FactsError = fmt.Sprintf("%s has %s, but loading the tree did not see it: the tree was not read whole", snap.Describe, p)
 				return errors.New(d.FactsError)
 			}
@@ -280,17 +280,6 @@ func (l *Loop) removals(ctx context.Context, d *reconcile.Desired, h *fgit.Histo
 	}
 	slices.Sort(d.Protected)
 	return nil
-}
-
-// isClusterFilePath reports whether p (relative to the fleet repo's root)
-// is where the loader reads a cluster file: clusters/<team>/<name>.yaml|yml.
-func isClusterFilePath(p string) bool {
-	parts := strings.Split(p, "/")
-	if len(parts) != 3 || parts[0] != schema.ClustersDir {
-		return false
-	}
-	ext := path.Ext(parts[2])
-	return (ext == ".yaml" || ext == ".yml") && len(parts[2]) > len(ext)
 }
 
 // declaration reads the name and protected flag of one version of a

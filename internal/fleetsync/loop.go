@@ -68,8 +68,6 @@ type Loop struct {
 	// backoff holds, by cluster, the consecutive transient failures of
 	// its actions and when they may run again.
 	backoff map[string]reconcile.Backoff
-	// rand returns numbers in [0, 1) for the backoff's jitter.
-	rand func() float64
 }
 
 type stall struct{ msg string }

@@ -2,9 +2,7 @@ package kube
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -92,7 +90,7 @@ func (n *Nodes) Drain(ctx context.Context, cluster reconcile.ClusterRef, node st
 		case err == nil:
 			log.Info("Evicted pod", "pod", p.Namespace+"/"+p.Name)
 		case apierrors.IsNotFound(err):
-		case apierrors.IsTooManyRequests(err) || statusCode(err) == http.StatusTooManyRequests:
+		case apierrors.IsTooManyRequests(err): // by reason or by HTTP 429
 			// A PodDisruptionBudget allows no disruption now.
 			refused = append(refused, p)
 		default:
@@ -220,15 +218,6 @@ func blockingBudgets(ctx context.Context, c *downstream, pods []*corev1.Pod) ([]
 	}
 	slices.Sort(out)
 	return out, nil
-}
-
-// statusCode is the HTTP status of an API error, 0 for other errors.
-func statusCode(err error) int {
-	var st apierrors.APIStatus
-	if errors.As(err, &st) {
-		return int(st.Status().Code)
-	}
-	return 0
 }
 
 func count(n int, word string) string {
