@@ -217,6 +217,10 @@ type ClusterPlan struct {
 	// Waiting lists what is in progress elsewhere (a machine booting, Rancher
 	// removing a node): the next sync looks again.
 	Waiting []string `json:"waiting,omitempty"`
+	// Unobserved says the cluster is left alone because part of it could
+	// not be observed (its Waiting entry says which): that is a failure to
+	// try again (the peer's backoff says when), not work in progress.
+	Unobserved bool `json:"unobserved,omitempty"`
 	// Notes say what the plan could not take into account, such as a TTL
 	// whose start is unknown.
 	Notes []string `json:"notes,omitempty"`
@@ -282,13 +286,14 @@ func (p *Plan) HasChanges() bool {
 }
 
 // InProgress reports whether the next sync should come soon: something runs,
-// waits or was deferred.
+// waits or was deferred. A cluster that could not be observed is not in
+// progress: when to look again is its peer's backoff.
 func (p *Plan) InProgress() bool {
 	if p.HasChanges() {
 		return true
 	}
 	for i := range p.Clusters {
-		if len(p.Clusters[i].Waiting) > 0 {
+		if len(p.Clusters[i].Waiting) > 0 && !p.Clusters[i].Unobserved {
 			return true
 		}
 	}

@@ -19,16 +19,20 @@ type ApplyOptions struct {
 	// logger, see WithLogger).
 	Logger *slog.Logger
 	// Requeue is how soon to sync again while something is in progress
-	// (default 15s).
+	// (DefaultRequeue when zero).
 	Requeue time.Duration
 }
+
+// DefaultRequeue is how soon a sync runs again while something is in
+// progress (machines booting, nodes joining or draining).
+const DefaultRequeue = 15 * time.Second
 
 func (o ApplyOptions) withDefaults(ctx context.Context) ApplyOptions {
 	o.Concurrency = cmp.Or(o.Concurrency, 8)
 	if o.Logger == nil {
 		o.Logger = LoggerFrom(ctx)
 	}
-	o.Requeue = cmp.Or(o.Requeue, 15*time.Second)
+	o.Requeue = cmp.Or(o.Requeue, DefaultRequeue)
 	return o
 }
 

@@ -1,8 +1,10 @@
 package reconcile
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,26 +28,19 @@ type Desired struct {
 	// keeps its last valid spec and is never decommissioned because of the
 	// rejection.
 	Held []Held
-	// RemovedBy is, by cluster name, the commit that removed the cluster's
-	// file, from git history: policy.confirmPrune names it to release the
-	// prune guard. Unknown ones are taken as removed by Revision.
-	RemovedBy map[string]string
 	// ChangedBy is, by cluster name, the newest commit that changed the
 	// cluster's file: the cause of a TTL expiry, which policy.confirmPrune
 	// names to release the prune guard. Unknown ones are taken as Revision.
 	ChangedBy map[string]string
-	// Protected names clusters that were protected in the last revision that
-	// declared them: one whose file has since been removed is not
-	// decommissioned.
-	Protected []string
+	// Removed is, by cluster name, what the history says of every cluster
+	// whose file was removed and that no file declares now: the facts a
+	// decommission rests on. A cluster observed without a file and without
+	// an entry here is unproven (see Unproven) and never decommissioned.
+	Removed Removals
 	// FactsError says why the safety facts above could not be established
 	// from git history (no clone, a shallow or unreadable history). While it
 	// is set, no removed cluster is decommissioned and no TTL expires.
 	FactsError string
-	// Unproven are, by cluster name, observed clusters without a file whose
-	// removal or protection the history does not show, with why: they are
-	// never decommissioned.
-	Unproven map[string]string
 	// Stalled are, by cluster name, clusters whose last sync at this
 	// Revision failed in a way only a change can fix (StalledError), with
 	// the error: their actions are not retried until the revision changes.
@@ -65,6 +60,59 @@ type Backoff struct {
 	Failures int
 	// Reason is the last failure.
 	Reason string
+}
+
+// Removal is what the git history says of a cluster whose file was
+// removed: the commit that removed it and whether the cluster was protected
+// in the last version that declared it.
+type Removal struct {
+	// Path is the removed file, in the fleet repo.
+	Path string
+	// By is the commit that removed it: policy.confirmPrune names it to
+	// release the prune guard. "" when a person's working directory lacks a
+	// file its commit has (the removal being planned), and then the synced
+	// revision stands for it.
+	By string
+	// Protected says the last version that declared the cluster set
+	// protected: true. Such a cluster is never decommissioned.
+	Protected bool
+	// Unreadable says why that last version could not be read ("" when it
+	// was): while it is unknown whether the cluster was protected, it is
+	// never decommissioned.
+	Unreadable string
+}
+
+// Removals are removal facts by cluster name.
+type Removals map[string]Removal
+
+// Unproven says why the cluster observed without a file may not be
+// decommissioned ("" when its removal is proven): the history shows no file
+// that declared it, or its last version could not be read.
+func (d *Desired) Unproven(cluster string) string {
+	r, ok := d.Removed[cluster]
+	switch {
+	case !ok:
+		return fmt.Sprintf("no cluster file in the history of %s declares %s: fleetd cannot establish that its file was removed, or whether it was protected, so it is never decommissioned; to decommission it, commit a file for it and remove that file in a later commit", describeRevision(d.Revision), cluster)
+	case r.Unreadable != "":
+		return fmt.Sprintf("cannot read whether %s was protected in the last version of %s: %s; it is never decommissioned while that is unknown", cluster, r.Path, r.Unreadable)
+	}
+	return ""
+}
+
+// RemovedBy is the commit that removed the cluster's file, or the synced
+// revision when the history does not name one.
+func (d *Desired) RemovedBy(cluster string) string {
+	return cmp.Or(d.Removed[cluster].By, d.Revision)
+}
+
+func describeRevision(rev string) string {
+	if rev == "" {
+		return "the fleet repo"
+	}
+	if len(rev) > 7 {
+		rev = rev[:7]
+	}
+	return "commit " + rev
 }
 
 // Held is a cluster whose file is rejected now.

@@ -12,7 +12,8 @@
 //   - status.go, summary.go: RenderStatus reports the result as the files of
 //     status/ in the fleet repo; statusread.go reads them back.
 //
-// sync.go wires the five into Reconciler.Sync. cost.go prices plans and
+// internal/fleetsync.Loop runs the five, in this order, for every entry
+// point (the daemon, apply, plan, the demo). cost.go prices plans and
 // status, render.go prints plans as text and Markdown.
 //
 // The package declares the small interfaces it needs from infrastructure

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 )
 
@@ -88,4 +89,26 @@ func Fold(o Observed, res *ApplyResult) Observed {
 	slices.SortFunc(out.Machines, func(a, b Machine) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID)) })
 	slices.SortFunc(out.Rancher, func(a, b RancherCluster) int { return cmp.Compare(a.Name, b.Name) })
 	return out
+}
+
+// WithTemplates returns o with the machine templates the previous status
+// knew and o lacks: machines whose template is no longer in the fleet repo
+// are still priced and their roles known. prev may be nil.
+func (o Observed) WithTemplates(prev *StatusSet) Observed {
+	if prev == nil {
+		return o
+	}
+	cloned := false
+	for h, t := range prev.Observed().Templates {
+		if _, ok := o.Templates[h]; !ok {
+			if !cloned {
+				o.Templates, cloned = maps.Clone(o.Templates), true
+				if o.Templates == nil {
+					o.Templates = map[string]Template{}
+				}
+			}
+			o.Templates[h] = t
+		}
+	}
+	return o
 }

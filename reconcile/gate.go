@@ -39,8 +39,8 @@ func Gate(p Plan, d Desired, l schema.Limits) Plan {
 					count(b.Failures, "transient failure"), b.Until.UTC().Format(time.RFC3339), b.Reason), false)
 			case a.Decommission && cp.Removed && d.FactsError != "":
 				block(a, "the git history cannot tell whether the cluster was protected when its file was removed ("+d.FactsError+"): nothing is decommissioned until it can", false)
-			case a.Decommission && cp.Removed && d.Unproven[cp.Name] != "":
-				block(a, d.Unproven[cp.Name], false)
+			case a.Decommission && cp.Removed && d.Unproven(cp.Name) != "":
+				block(a, d.Unproven(cp.Name), false)
 			case a.Decommission && cp.Protected && cp.Expired:
 				block(a, "cluster is protected: its TTL expired, but it is not decommissioned while protected is true", false)
 			case a.Decommission && cp.Protected:
@@ -95,8 +95,8 @@ func gatePrune(p *Plan, d Desired, l schema.Limits) {
 		}
 		by := d.Revision
 		switch {
-		case cp.Removed && d.RemovedBy[cp.Name] != "":
-			by = d.RemovedBy[cp.Name]
+		case cp.Removed:
+			by = d.RemovedBy(cp.Name)
 		case cp.Expired && d.ChangedBy[cp.Name] != "":
 			by = d.ChangedBy[cp.Name]
 		}

@@ -194,7 +194,7 @@ func TestGate(t *testing.T) {
 				h.fleet.Remove("c0")
 				return []string{"c0 delete-machines " + name(cs[0], "control", 0) + "," + name(cs[0], "workers", 0) + " [blocked]"}
 			},
-			reason: "no file of the fleet repo's history",
+			reason: "no cluster file in the history of",
 		},
 		{
 			name: "confirmPrune of another commit does not",

@@ -143,17 +143,16 @@ func statusArchive(files map[string][]byte) []byte {
 
 func TestGoldenStatus(t *testing.T) {
 	h := goldenScenario(t)
-	r := h.reconciler()
-	r.Apply.Concurrency = 1
+	h.concurrency = 1
 	h.world.Providers["dc1"].(*reconciletest.Provider).CreateFunc = func(context.Context, []reconcile.MachineSpec) ([]reconcile.Machine, error) {
 		return nil, reconcile.Stalled(errors.New("vsphere: clone trading-new-control-b99d9-0: template ubuntu not found"))
 	}
 	// First sync: the previous status for the second.
-	res := r.Sync(context.Background(), h.desired(), nil, h.w.Now())
+	res := h.run(h.desired(), nil, h.w.Now())
 	prev := readBack(t, res.Status)
 	h.w.Settle()
 	h.w.Advance(10 * time.Minute)
-	res = r.Sync(context.Background(), h.desired(), prev, h.w.Now())
+	res = h.run(h.desired(), prev, h.w.Now())
 	golden(t, "status.golden", statusArchive(res.Status))
 }
 
@@ -173,9 +172,8 @@ func readBack(t *testing.T, files map[string][]byte) *reconcile.StatusSet {
 // TestStatusRoundTrip renders status, parses it and renders it again.
 func TestStatusRoundTrip(t *testing.T) {
 	h := goldenScenario(t)
-	r := h.reconciler()
-	r.DryRun = true
-	res := r.Sync(context.Background(), h.desired(), nil, h.w.Now())
+	h.dryRun = true
+	res := h.run(h.desired(), nil, h.w.Now())
 	set := readBack(t, res.Status)
 	sts := reconcile.ComputeStatus(reconcile.StatusInput{Desired: h.desired(), Observed: res.Observed, Plan: res.Plan, Now: h.w.Now()})
 	if len(sts) != len(set.Clusters) {
@@ -204,9 +202,8 @@ func TestStatusRoundTrip(t *testing.T) {
 func TestStatusConditionTimes(t *testing.T) {
 	h := newHarness(t, false)
 	h.add(reconciletest.Cluster{Name: "a"})
-	r := h.reconciler()
-	run := func(prev *reconcile.StatusSet) (*reconcile.StatusSet, reconcile.SyncResult) {
-		res := r.Sync(context.Background(), h.desired(), prev, h.w.Now())
+	run := func(prev *reconcile.StatusSet) (*reconcile.StatusSet, syncResult) {
+		res := h.run(h.desired(), prev, h.w.Now())
 		h.w.Settle()
 		h.w.Advance(time.Minute)
 		return readBack(t, res.Status), res
@@ -267,9 +264,8 @@ func TestInvalidFleetKeepsStatus(t *testing.T) {
 	// they were, SUMMARY.md says why.
 	good := h.fleet.F
 	h.fleet.F = nil
-	r := h.reconciler()
 	d := reconcile.Desired{Revision: "badbadbad", Diagnostics: schema.Diagnostics{{Severity: schema.SeverityError, Path: "fleet.yaml", Line: 1, Column: 1, Message: "broken"}}}
-	res = r.Sync(context.Background(), d, h.prev, h.w.Now())
+	res = h.run(d, h.prev, h.w.Now())
 	if res.Plan.HasChanges() || len(h.w.Calls()) == 0 {
 		t.Fatal("an invalid fleet changed something, or nothing was observed")
 	}

@@ -3,6 +3,7 @@ package reconcile_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
@@ -39,6 +40,8 @@ type harness struct {
 	protected []string
 	facts     string
 	unproven  map[string]string
+	// concurrency is Apply's and Observe's (0: their default).
+	concurrency int
 }
 
 func (h *harness) desiredProtected(names ...string) { h.protected = append(h.protected, names...) }
@@ -52,30 +55,76 @@ func newHarness(t testing.TB, rancher bool) *harness {
 	}
 }
 
+// desired is the fleet with the facts a history would give: every cluster
+// of the world that the fleet no longer declares was removed (by
+// removedBy's commit, protected when desiredProtected says so), except the
+// unproven ones, which no history declared.
 func (h *harness) desired() reconcile.Desired {
+	declared := map[string]bool{}
 	for _, c := range h.fleet.F.Clusters {
+		declared[c.Spec.Name] = true
 		if _, ok := h.created[c.Spec.Name]; !ok {
 			h.created[c.Spec.Name] = h.w.Now()
 		}
 	}
+	removed := reconcile.Removals{}
+	for _, name := range h.w.ClusterNames() {
+		if declared[name] || h.unproven[name] != "" {
+			continue
+		}
+		removed[name] = reconcile.Removal{Path: "clusters/" + name + ".yaml", By: h.removedBy[name], Protected: slices.Contains(h.protected, name)}
+	}
 	return reconcile.Desired{Fleet: h.fleet.F, Revision: h.rev, CreatedAt: h.created, Held: h.held,
-		RemovedBy: h.removedBy, ChangedBy: h.changedBy, Protected: h.protected, FactsError: h.facts, Unproven: h.unproven}
+		ChangedBy: h.changedBy, Removed: removed, FactsError: h.facts}
 }
 
-func (h *harness) reconciler() *reconcile.Reconciler {
-	return &reconcile.Reconciler{
-		World:  h.world,
-		Logger: slog.New(slog.NewTextHandler(h.logs, nil)),
-		DryRun: h.dryRun,
-		Apply:  reconcile.ApplyOptions{},
+// syncResult is what the steps of one sync returned.
+type syncResult struct {
+	Observed, After reconcile.Observed
+	Plan            reconcile.Plan
+	Applied         *reconcile.ApplyResult
+	Status          map[string][]byte
+	ObserveErr      error
+}
+
+// Err joins the sync's failures: observation and per-cluster apply errors.
+func (r *syncResult) Err() error {
+	if r.Applied == nil {
+		return r.ObserveErr
 	}
+	return errors.Join(r.ObserveErr, r.Applied.Err())
+}
+
+// run drives the steps of one sync of d in the order internal/fleetsync's
+// Loop runs them (observe, Compute with its gate, Apply unless a dry run,
+// Fold, RenderStatus), so that this package's tests exercise the steps
+// against the fake world. The loop itself, with git and the real peers, is
+// tested in internal/fleetsync, internal/kube and cmd/fleetd.
+func (h *harness) run(d reconcile.Desired, prev *reconcile.StatusSet, now time.Time) syncResult {
+	h.t.Helper()
+	ctx := reconcile.WithLogger(context.Background(), slog.New(slog.NewTextHandler(h.logs, nil)))
+	var res syncResult
+	res.Observed, res.ObserveErr = reconcile.Observe(ctx, d.Fleet, h.world, reconcile.ObserveOptions{Concurrency: h.concurrency})
+	res.Observed = res.Observed.WithTemplates(prev)
+	var limits schema.Limits
+	if d.Fleet != nil {
+		limits = d.Fleet.Spec.Policy.Limits()
+	}
+	res.Plan = reconcile.Compute(d, res.Observed, limits, now)
+	if !h.dryRun {
+		a := reconcile.Apply(ctx, res.Plan, h.world, reconcile.ApplyOptions{Concurrency: h.concurrency})
+		res.Applied = &a
+	}
+	res.After = reconcile.Fold(res.Observed, res.Applied)
+	res.Status = reconcile.RenderStatus(reconcile.StatusInput{Desired: d, Observed: res.After, Plan: res.Plan, Apply: res.Applied, Previous: prev, Now: now})
+	return res
 }
 
 // sync runs one sync, records its status as the next previous one, and lets
 // the world settle.
-func (h *harness) sync() reconcile.SyncResult {
+func (h *harness) sync() syncResult {
 	h.t.Helper()
-	res := h.reconciler().Sync(context.Background(), h.desired(), h.prev, h.w.Now())
+	res := h.run(h.desired(), h.prev, h.w.Now())
 	h.status = res.Status
 	if h.roundTrip {
 		fsys := fstest.MapFS{}

@@ -35,7 +35,20 @@ type Observed struct {
 type ObserveOptions struct {
 	// Concurrency bounds the per-cluster Rancher and node queries (default 8).
 	Concurrency int
+	// Skip are peers (see ProviderPeer and RancherPeer) not to call this
+	// time, with why: each is recorded as not observed, with that reason,
+	// so the clusters there are left alone.
+	Skip map[string]string
+	// Peer, when set, is told how each peer it called answered its list:
+	// err is nil when it did.
+	Peer func(peer string, err error)
 }
+
+// RancherPeer names Rancher among the peers of ObserveOptions.
+const RancherPeer = "rancher"
+
+// ProviderPeer names a provider among the peers of ObserveOptions.
+func ProviderPeer(name string) string { return "provider " + name }
 
 // Observe lists every provider's machines concurrently, Rancher's clusters and
 // their machines, and the readiness of every registered cluster's nodes. What
@@ -55,6 +68,11 @@ func Observe(ctx context.Context, fleet *schema.Fleet, w World, opts ObserveOpti
 		errs = append(errs, err)
 		mu.Unlock()
 	}
+	told := func(peer string, err error) {
+		if opts.Peer != nil {
+			opts.Peer(peer, err)
+		}
+	}
 	names := providerNames(fleet, w)
 	lists := make([][]Machine, len(names))
 	for i, name := range names {
@@ -64,8 +82,14 @@ func Observe(ctx context.Context, fleet *schema.Fleet, w World, opts ObserveOpti
 			fail(fmt.Errorf("observe provider %s: no provider implementation", name))
 			continue
 		}
+		if why, ok := opts.Skip[ProviderPeer(name)]; ok {
+			o.setProviderError(name, why)
+			fail(Transient(fmt.Errorf("observe provider %s: %s", name, why)))
+			continue
+		}
 		wg.Go(func() {
 			ms, err := p.List(ctx)
+			told(ProviderPeer(name), err)
 			if err != nil {
 				mu.Lock()
 				o.setProviderError(name, err.Error())
@@ -76,9 +100,13 @@ func Observe(ctx context.Context, fleet *schema.Fleet, w World, opts ObserveOpti
 			lists[i] = ms
 		})
 	}
-	if w.Registry != nil {
+	if why, ok := opts.Skip[RancherPeer]; ok && w.Registry != nil {
+		o.RegistryError = why
+		fail(Transient(fmt.Errorf("observe rancher clusters: %s", why)))
+	} else if w.Registry != nil {
 		wg.Go(func() {
 			rcs, err := w.Registry.Clusters(ctx)
+			told(RancherPeer, err)
 			if err != nil {
 				o.RegistryError = err.Error()
 				fail(fmt.Errorf("observe rancher clusters: %w", err))

@@ -91,8 +91,10 @@ func (v *machineView) young(now time.Time) bool {
 // newIndex pairs desired and observed state. It reads no clock.
 func newIndex(d *Desired, o *Observed, now time.Time) *index {
 	ix := &index{d: d, o: o, fleet: d.Fleet, now: now, templates: map[string]*Template{}, protected: map[string]bool{}}
-	for _, name := range d.Protected {
-		ix.protected[name] = true
+	for name, r := range d.Removed {
+		if r.Protected {
+			ix.protected[name] = true
+		}
 	}
 	for _, h := range slices.Sorted(maps.Keys(o.Templates)) {
 		t := o.Templates[h]

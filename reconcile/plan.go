@@ -135,6 +135,7 @@ func (pl *planner) plan() {
 	}
 	if why := pl.unobservable(); why != "" {
 		pl.wait("%s", why)
+		pl.cp.Unobserved = true
 		return
 	}
 	if pc.spec == nil || pc.expired {

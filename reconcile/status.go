@@ -1,7 +1,6 @@
 package reconcile
 
 import (
-	"cmp"
 	"maps"
 	"path"
 	"slices"
@@ -244,7 +243,7 @@ func ComputeStatus(in StatusInput) []*ClusterStatus {
 				continue
 			}
 			st := &ClusterStatus{APIVersion: schema.APIVersion, Kind: StatusKind, Cluster: name, Team: prev.Team,
-				Provider: prev.Provider, SpecCommit: cmp.Or(in.Desired.RemovedBy[name], in.Desired.Revision), Phase: PhaseDecommissioned,
+				Provider: prev.Provider, SpecCommit: in.Desired.RemovedBy(name), Phase: PhaseDecommissioned,
 				Message: "every machine and the registration are gone", Cost: &Cost{}}
 			st.Conditions = conditions(prev, in.Now, []Condition{
 				{Type: ConditionReady, Status: "False", Reason: string(PhaseDecommissioned)},
@@ -539,7 +538,12 @@ func decommissionReason(cp *ClusterPlan) string {
 // The map is the complete content of status/: a file there that is not in it
 // is to be removed. The same input gives the same bytes.
 func RenderStatus(in StatusInput) map[string][]byte {
-	sts := ComputeStatus(in)
+	return StatusFiles(in, ComputeStatus(in))
+}
+
+// StatusFiles is RenderStatus of the statuses ComputeStatus(in) returned:
+// a caller that needs the values too computes them once.
+func StatusFiles(in StatusInput, sts []*ClusterStatus) map[string][]byte {
 	files := make(map[string][]byte, len(sts)+1)
 	// One buffer for every file, each file a full slice expression of it:
 	// far fewer allocations than a buffer per file.
@@ -744,8 +748,5 @@ func specCommit(d *Desired, cluster string) string {
 	if c := d.ChangedBy[cluster]; c != "" {
 		return c
 	}
-	if c := d.RemovedBy[cluster]; c != "" {
-		return c
-	}
-	return d.Revision
+	return d.RemovedBy(cluster)
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/fleetd/fleetd/internal/fleetsync"
 	fgit "github.com/fleetd/fleetd/internal/git"
+	"github.com/fleetd/fleetd/internal/live"
 	"github.com/fleetd/fleetd/internal/vcsimserver"
 	"github.com/fleetd/fleetd/providers/aws"
 	"github.com/fleetd/fleetd/providers/aws/ec2test"
@@ -107,7 +108,9 @@ type demo struct {
 	vc      *vcsimserver.Server
 	rancher *reconciletest.World
 	world   reconcile.World
-	syncs   int
+	// closeWorld ends the providers' sessions.
+	closeWorld func(context.Context)
+	syncs      int
 }
 
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
@@ -142,6 +145,7 @@ func (d *demo) run(ctx context.Context, src string) error {
 	}
 	defer d.ec2.Close()
 	defer d.vc.Close()
+	defer d.closeWorld(context.WithoutCancel(ctx))
 	if d.useKube && fleet.Spec.Rancher != nil {
 		if err := d.startKubeRancher(ctx, fleet); err != nil {
 			return err
@@ -230,37 +234,35 @@ func (d *demo) startProviders(ctx context.Context, fleet *schema.Fleet) error {
 	}
 	d.rancher = reconciletest.NewWorld(d.now)
 	rw := d.rancher.World(fleet.Spec.Rancher != nil)
-	d.world = reconcile.World{Providers: map[string]reconcile.Provider{}, Registry: rw.Registry, Nodes: rw.Nodes}
 	for _, p := range fleet.Spec.Providers {
-		var (
-			prov reconcile.Provider
-			err  error
-		)
-		switch p.Type {
-		case schema.ProviderAWS:
-			for i, subnet := range p.AWS.Subnets {
-				d.ec2.AddSubnet(subnet, p.AWS.Region+string(rune('a'+i%3)))
-			}
-			for _, image := range awsImages(fleet, p) {
-				d.ec2.AddImage(image, "/dev/sda1")
-			}
-			prov, err = aws.New(ctx, aws.Config{
-				Fleet: fleet.Spec.Name, Name: p.Name, Spec: *p.AWS, Endpoint: d.ec2.URL,
-				Credentials: credentials.NewStaticCredentialsProvider(ec2test.AccessKeyID, ec2test.SecretAccessKey, ""),
-				Logger:      d.log,
-			})
-		case schema.ProviderVSphere:
-			spec := vc.Spec(p.VSphere.Folder, "", caFile)
-			prov, err = vsphere.New(ctx, vsphere.Config{
-				Fleet: fleet.Spec.Name, Name: p.Name, Spec: spec, Username: "demo", Password: "demo",
-				Logger: d.log,
-			})
+		if p.Type != schema.ProviderAWS {
+			continue
 		}
-		if err != nil {
-			return fmt.Errorf("provider %s: %w", p.Name, err)
+		for i, subnet := range p.AWS.Subnets {
+			d.ec2.AddSubnet(subnet, p.AWS.Region+string(rune('a'+i%3)))
 		}
-		d.world.Providers[p.Name] = prov
+		for _, image := range awsImages(fleet, p) {
+			d.ec2.AddImage(image, "/dev/sda1")
+		}
 	}
+	// The world is built as fleetd builds it (internal/live), with the
+	// simulators' endpoints and logins in place of fleet.yaml's, and
+	// Rancher in memory until the stand-in replaces it.
+	w, closeW, err := live.Options{
+		AWS: func(c *aws.Config) {
+			c.Endpoint = d.ec2.URL
+			c.Credentials = credentials.NewStaticCredentialsProvider(ec2test.AccessKeyID, ec2test.SecretAccessKey, "")
+		},
+		VSphere: func(c *vsphere.Config) {
+			c.Spec = vc.Spec(c.Spec.Folder, "", caFile)
+			c.Username, c.Password = "demo", "demo"
+		},
+		Rancher: &rw,
+	}.World(ctx, fleet, d.log)
+	if err != nil {
+		return err
+	}
+	d.world, d.closeWorld = w, closeW
 	return nil
 }
 
@@ -307,10 +309,10 @@ func (d *demo) sync(ctx context.Context) (bool, error) {
 	if res.Snapshot == nil {
 		return false, res.Err
 	}
-	line := fmt.Sprintf("sync %2d  %s  %s", d.syncs, d.now.Format("Jan 02 15:04"), summarize(&res.Sync.Plan))
+	line := fmt.Sprintf("sync %2d  %s  %s", d.syncs, d.now.Format("Jan 02 15:04"), summarize(&res.Plan))
 	if err := res.Err; err != nil {
 		first, _, _ := strings.Cut(err.Error(), "\n")
-		if reconcile.Classify(err) == reconcile.ReactRequeue {
+		if res.Decision.Reaction == reconcile.ReactRequeue {
 			// Rancher has not caught up yet (an ID, a token): the next sync goes on.
 			line += "\n         in progress: " + first
 		} else {
@@ -318,8 +320,8 @@ func (d *demo) sync(ctx context.Context) (bool, error) {
 		}
 	}
 	var registering []string
-	for i := range res.Sync.Plan.Clusters {
-		cp := &res.Sync.Plan.Clusters[i]
+	for i := range res.Plan.Clusters {
+		cp := &res.Plan.Clusters[i]
 		if slices.ContainsFunc(cp.Waiting, func(w string) bool { return strings.Contains(w, " is registering: ") }) {
 			registering = append(registering, cp.Team+"/"+cp.Name)
 		}
@@ -333,7 +335,7 @@ func (d *demo) sync(ctx context.Context) (bool, error) {
 		line += fmt.Sprintf("\n         status commit %s %q", short(res.StatusCommit), res.StatusSubject)
 	}
 	d.say("%s", line)
-	return res.Sync.Plan.Converged() && res.Err == nil, nil
+	return res.Plan.Converged() && res.Err == nil, nil
 }
 
 // tick lets a minute of simulated time pass: instances boot or finish

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,7 +18,7 @@ func init() {
 	subcommands = append(subcommands, newApplyCmd)
 }
 
-func newApplyCmd() *cobra.Command {
+func newApplyCmd(w *wiring) *cobra.Command {
 	var (
 		dryRun      bool
 		concurrency int
@@ -61,7 +62,7 @@ credentials).`,
 				return usageError(err)
 			}
 			defer closeSrc()
-			loop := &fleetsync.Loop{Source: src, World: liveWorldFunc, DryRun: dryRun, Logger: logger,
+			loop := &fleetsync.Loop{Source: src, World: w.world, DryRun: dryRun, Logger: logger,
 				Apply: reconcile.ApplyOptions{Concurrency: concurrency}}
 			defer loop.Close(cmd.Context())
 			res := loop.Sync(cmd.Context())
@@ -74,26 +75,28 @@ credentials).`,
 			if res.FailedAt == fleetsync.StageStatus || res.FailedAt == fleetsync.StageWorld {
 				return usageError(res.Err)
 			}
-			res.Sync.Plan.Observed = observedLine(fleetsync.ObserveLive, res)
+			res.Plan.Observed = observedLine(fleetsync.ObserveLive, res)
 			if w := res.Previous.Warning; w != "" {
-				res.Sync.Plan.Warnings = append(res.Sync.Plan.Warnings, w)
+				res.Plan.Warnings = append(res.Plan.Warnings, w)
 			}
-			if err := res.Sync.Plan.WriteText(cmd.OutOrStdout()); err != nil {
+			if err := res.Plan.WriteText(cmd.OutOrStdout()); err != nil {
 				return err
 			}
 			if res.StatusCommit != "" {
 				fmt.Fprintf(stderr, "Status recorded (%s)\n", res.StatusCommit)
 			}
-			if res.Requeue > 0 {
-				fmt.Fprintf(stderr, "Work is in progress: run apply again in %s\n", res.Requeue)
+			if dec := res.Decision; dec.Requeue > 0 {
+				fmt.Fprintf(stderr, "Work is in progress: run apply again in %s\n", dec.Requeue)
+			} else if dec.RetryAfter > 0 {
+				fmt.Fprintf(stderr, "Some clusters back off after transient failures: run apply again in %s\n", dec.RetryAfter.Round(time.Second))
 			}
 			switch {
 			case res.Unreachable != nil:
 				return usageError(fmt.Errorf("the fleet's providers or Rancher could not be reached or refused the credentials; the clusters there were left alone: %w", res.Err))
 			case res.FailedAt == fleetsync.StageReport:
 				return usageError(res.Err)
-			case res.Err != nil:
-				return &exitError{code: exitFailed, err: res.Err}
+			case res.Decision.ExitCode() != reconcile.ExitOK:
+				return &exitError{code: res.Decision.ExitCode(), err: res.Err}
 			case len(res.Fleet.Rejected) > 0:
 				return &exitError{code: exitInvalid, err: fmt.Errorf("%d cluster files are rejected: those clusters are held at their last valid version", len(res.Fleet.Rejected))}
 			}

@@ -192,7 +192,7 @@ func TestCLIConventions(t *testing.T) {
 		t.Errorf("version -o json: exit %d, %q", code, stdout)
 	}
 	// Every command's help has an Examples section.
-	root := newRootCmd(nil, nil)
+	root := newRootCmd(liveWiring(), nil, nil)
 	for _, c := range root.Commands() {
 		if c.Name() == "help" {
 			continue

@@ -21,7 +21,7 @@ func init() {
 	subcommands = append(subcommands, newPlanCmd)
 }
 
-func newPlanCmd() *cobra.Command {
+func newPlanCmd(w *wiring) *cobra.Command {
 	var (
 		observed, output, now  string
 		statusRef              string
@@ -77,7 +77,7 @@ problems (including a status branch that cannot be read); with
 				mode = fleetsync.ObserveLive
 			}
 			src := &fleetsync.DirSource{Dir: dir, StatusRef: statusRef, AllowMissingStatus: allowMissing}
-			loop := &fleetsync.Loop{Source: src, World: liveWorldFunc, Observe: mode, DryRun: true,
+			loop := &fleetsync.Loop{Source: src, World: w.world, Observe: mode, DryRun: true,
 				Logger: slog.New(slog.NewTextHandler(stderr, nil)), Now: func() time.Time { return at }}
 			defer loop.Close(cmd.Context())
 			res := loop.Sync(cmd.Context())
@@ -94,7 +94,7 @@ problems (including a status branch that cannot be read); with
 				}
 				return usageError(res.Err)
 			}
-			p := &res.Sync.Plan
+			p := &res.Plan
 			p.Observed = observedLine(mode, res)
 			if w := res.Previous.Warning; w != "" && mode == fleetsync.ObserveStatus {
 				p.Warnings = append(p.Warnings, w)

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,7 +46,7 @@ func exampleRepo(t *testing.T) string {
 func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = Run(context.Background(), args, &out, &errb)
+	code = runWith(context.Background(), wiringOf(t), args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -130,17 +131,30 @@ func TestPlanInvalidFleet(t *testing.T) {
 	}
 }
 
-// withFakeWorld makes apply and plan --observed=live use fakes.
+// wirings are, by test, the wiring run runs fleetd with (liveWiring when
+// none): the commands take their world from it, as main gives them theirs.
+var wirings sync.Map
+
+// withFakeWorld makes apply and plan --observed=live of the test's run
+// calls use fakes.
 func withFakeWorld(t *testing.T, w *reconciletest.World) {
-	old := liveWorldFunc
-	t.Cleanup(func() { liveWorldFunc = old })
-	liveWorldFunc = func(_ context.Context, f *schema.Fleet, _ *slog.Logger) (reconcile.World, func(context.Context), error) {
+	wr := liveWiring()
+	wr.world = func(_ context.Context, f *schema.Fleet, _ *slog.Logger) (reconcile.World, func(context.Context), error) {
 		var names []string
 		for _, p := range f.Spec.Providers {
 			names = append(names, p.Name)
 		}
 		return w.World(f.Spec.Rancher != nil, names...), func(context.Context) {}, nil
 	}
+	wirings.Store(t, wr)
+	t.Cleanup(func() { wirings.Delete(t) })
+}
+
+func wiringOf(t *testing.T) *wiring {
+	if wr, ok := wirings.Load(t); ok {
+		return wr.(*wiring)
+	}
+	return liveWiring()
 }
 
 // gitRepo makes dir a git repository with its files committed on main and

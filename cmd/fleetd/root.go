@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"os"
 	"regexp"
 	"runtime"
@@ -14,6 +16,11 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fleetd/fleetd/internal/daemon"
+	"github.com/fleetd/fleetd/internal/fleetsync"
+	"github.com/fleetd/fleetd/internal/live"
+	"github.com/fleetd/fleetd/internal/metrics"
 )
 
 // Exit codes shared by every command.
@@ -59,10 +66,31 @@ func fleetdVersion() string {
 	return "devel"
 }
 
-// Run runs the fleetd command line with args and returns the process exit
-// code. main only wires; tests call Run directly.
+// wiring is what fleetd's commands take from outside the command line:
+// main wires the live world and the sync loop, tests wire simulators and
+// fakes. No package variable stands in for any of it.
+type wiring struct {
+	// world builds the live world for apply, plan --observed=live and run
+	// (live.World).
+	world fleetsync.WorldFunc
+	// syncer builds run's sync loop on world (loopSyncer).
+	syncer func(ctx context.Context, cfg RunConfig, m *metrics.Metrics, log *slog.Logger, world fleetsync.WorldFunc) (daemon.Syncer, error)
+	// onListen, when set, is told the address run's server listens on.
+	onListen func(net.Addr)
+}
+
+// liveWiring is what main runs: the live world and the one sync loop.
+func liveWiring() *wiring { return &wiring{world: live.World, syncer: loopSyncer} }
+
+// Run runs the fleetd command line with args on the live world and returns
+// the process exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRootCmd(stdout, stderr)
+	return runWith(ctx, liveWiring(), args, stdout, stderr)
+}
+
+// runWith is Run with w's world and sync loop.
+func runWith(ctx context.Context, w *wiring, args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd(w, stdout, stderr)
 	root.SetArgs(args)
 	if cmd, _, err := root.Find(args); err == nil && cmd.Name() != "run" && os.Getenv("GOGC") == "" {
 		// One-shot commands read thousands of small files once and exit:
@@ -86,7 +114,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
-func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+func newRootCmd(w *wiring, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "fleetd",
 		Short: "GitOps reconciler for fleets of Kubernetes clusters",
@@ -109,7 +137,7 @@ apply and run converge the world.`,
 		return usageError(fmt.Errorf("%w\nRun '%s --help' for usage", err, c.CommandPath()))
 	})
 	for _, add := range subcommands {
-		root.AddCommand(add())
+		root.AddCommand(add(w))
 	}
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
@@ -169,10 +197,10 @@ func completeOutputFlag(c *cobra.Command) {
 
 // subcommands lists the constructors of fleetd's commands; each command's
 // file adds its own in an init function.
-var subcommands []func() *cobra.Command
+var subcommands []func(*wiring) *cobra.Command
 
 func init() {
-	subcommands = append(subcommands, func() *cobra.Command {
+	subcommands = append(subcommands, func(*wiring) *cobra.Command {
 		var output string
 		cmd := &cobra.Command{
 			Use:   "version",

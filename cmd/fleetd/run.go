@@ -56,14 +56,6 @@ type RunConfig struct {
 	CallTimeout time.Duration
 }
 
-// newSyncer builds the sync loop for `fleetd run`. The sync loop's package
-// fills it in (internal/fleetsync); tests replace it with a fake. It may
-// wrap providers with metrics.InstrumentProvider(p, m).
-var newSyncer func(ctx context.Context, cfg RunConfig, m *metrics.Metrics, log *slog.Logger) (daemon.Syncer, error)
-
-// onListen, when set (by tests), is told the address the server listens on.
-var onListen func(net.Addr)
-
 var klogOnce sync.Once
 
 // runOptions are `fleetd run`'s flags.
@@ -101,7 +93,7 @@ func envName(flag string) string {
 	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
-func newRunCmd() *cobra.Command {
+func newRunCmd(w *wiring) *cobra.Command {
 	var o runOptions
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -148,7 +140,7 @@ On SIGTERM or SIGINT it stops taking triggers, lets the sync in flight finish
 			return o.validate()
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDaemon(cmd.Context(), o, cmd.ErrOrStderr())
+			return runDaemon(cmd.Context(), w, o, cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
@@ -337,7 +329,7 @@ func (o *runOptions) restConfig() (*rest.Config, string, error) {
 }
 
 // runDaemon wires and runs the daemon until ctx is done (SIGTERM, SIGINT).
-func runDaemon(ctx context.Context, o runOptions, stderr io.Writer) error {
+func runDaemon(ctx context.Context, w *wiring, o runOptions, stderr io.Writer) error {
 	log := o.logger(stderr)
 	// klog's logger is global and unguarded: set it once per process,
 	// before any client-go goroutine reads it.
@@ -367,9 +359,6 @@ func runDaemon(ctx context.Context, o runOptions, stderr io.Writer) error {
 	if err != nil {
 		return usageError(err)
 	}
-	if newSyncer == nil {
-		return usageError(errors.New("run: this build of fleetd has no sync loop"))
-	}
 
 	m := metrics.New()
 	var elector *leader.Elector
@@ -397,7 +386,7 @@ func runDaemon(ctx context.Context, o runOptions, stderr io.Writer) error {
 	}
 	defer ln.Close()
 
-	syncer, err := newSyncer(ctx, o.RunConfig, m, log)
+	syncer, err := w.syncer(ctx, o.RunConfig, m, log, w.world)
 	if err != nil {
 		return &exitError{code: exitFailed, err: fmt.Errorf("run: %w", err)}
 	}
@@ -439,8 +428,8 @@ func runDaemon(ctx context.Context, o runOptions, stderr io.Writer) error {
 	defer stopServer()
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(srvCtx, ln) }()
-	if onListen != nil {
-		onListen(ln.Addr())
+	if w.onListen != nil {
+		w.onListen(ln.Addr())
 	}
 	attrs := []any{"version", fleetdVersion(), "repo", redactURL(o.RepoURL), "branch", o.Branch, "listen", ln.Addr().String(),
 		"poll_interval", o.PollInterval.String(), "sync_timeout", o.syncTimeout.String(), "dry_run", o.DryRun, "leader_elect", o.leaderElect,

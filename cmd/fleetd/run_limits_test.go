@@ -24,14 +24,14 @@ func TestRunReadyWithAnInvalidFleetYAML(t *testing.T) {
 	}
 	gitRepo(t, dir)
 	addrc := make(chan net.Addr, 1)
-	onListen = func(a net.Addr) { addrc <- a }
-	t.Cleanup(func() { onListen = nil })
+	wr := liveWiring()
+	wr.onListen = func(a net.Addr) { addrc <- a }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	logs := &syncBuffer{}
 	code := make(chan int, 1)
 	go func() {
-		code <- Run(ctx, []string{"run", "--repo", dir, "--branch", "main", "--listen", "127.0.0.1:0",
+		code <- runWith(ctx, wr, []string{"run", "--repo", dir, "--branch", "main", "--listen", "127.0.0.1:0",
 			"--poll-interval", "1s", "--work-dir", t.TempDir()}, io.Discard, logs)
 	}()
 	var addr string

@@ -17,11 +17,10 @@ import (
 	"github.com/fleetd/fleetd/schema"
 )
 
-func init() { newSyncer = loopSyncer }
-
 // loopSyncer is `fleetd run`'s sync: the one sync loop on a clone kept in
-// the work directory, with every provider call counted in the metrics.
-func loopSyncer(_ context.Context, cfg RunConfig, m *metrics.Metrics, log *slog.Logger) (daemon.Syncer, error) {
+// the work directory, on world with every provider call counted in the
+// metrics.
+func loopSyncer(_ context.Context, cfg RunConfig, m *metrics.Metrics, log *slog.Logger, world fleetsync.WorldFunc) (daemon.Syncer, error) {
 	if cfg.WorkDir == "" {
 		return nil, errors.New("run: --work-dir is empty")
 	}
@@ -33,7 +32,7 @@ func loopSyncer(_ context.Context, cfg RunConfig, m *metrics.Metrics, log *slog.
 		Source: src, DryRun: cfg.DryRun, Logger: log, CallTimeout: cfg.CallTimeout,
 		Apply: reconcile.ApplyOptions{Concurrency: cfg.Concurrency},
 		World: func(ctx context.Context, f *schema.Fleet, log *slog.Logger) (reconcile.World, func(context.Context), error) {
-			w, closeW, err := liveWorldFunc(ctx, f, log)
+			w, closeW, err := world(ctx, f, log)
 			if err == nil && m != nil {
 				for name, p := range w.Providers {
 					w.Providers[name] = metrics.InstrumentProvider(p, m)
@@ -62,12 +61,11 @@ func (r *loopRunner) Close(ctx context.Context) {
 	_ = r.src.Close()
 }
 
-// outcomeOf reports a sync to the daemon. The error's kind is the one
-// fleetsync decided for the whole sync (Result.Reaction), so one cluster's
-// stalled spec never stops the daemon from retrying another's transient
-// failure.
+// outcomeOf reports a sync to the daemon: the loop's decision as it is
+// (Result.Decision, which no one classifies again), and plain values of
+// what the sync saw and did.
 func outcomeOf(res *fleetsync.Result, now time.Time) daemon.Outcome {
-	o := daemon.Outcome{Requeue: res.Requeue, RetryAfter: res.RetryAfter}
+	o := daemon.Outcome{Decision: res.Decision, Err: res.Err}
 	if s := res.Snapshot; s != nil {
 		// Fetched, whatever the load says: /readyz tells a remote that
 		// cannot be fetched from a revision that does not load.
@@ -78,35 +76,20 @@ func outcomeOf(res *fleetsync.Result, now time.Time) daemon.Outcome {
 	} else if res.Err != nil {
 		o.FetchError = firstLine(res.Err.Error())
 	}
-	if res.Err != nil {
-		msg := errors.New(res.Err.Error())
-		switch res.Reaction {
-		case reconcile.ReactRetry:
-			o.Err = reconcile.Transient(msg)
-		case reconcile.ReactStall:
-			o.Err = reconcile.Stalled(msg)
-		case reconcile.ReactRequeue:
-			o.Err = &reconcile.WaitError{Reason: msg.Error(), After: res.Requeue}
-		default:
-			o.Err = msg
-		}
-	}
 	o.Actions = actionResults(res)
 	if res.Snapshot != nil && res.Fleet != nil && res.FailedAt != fleetsync.StageWorld {
-		o.Machines = machineCounts(res.Sync.After)
-		o.Costs = make([]daemon.ClusterCost, 0, len(res.Sync.Plan.Clusters))
-		for _, cp := range res.Sync.Plan.Clusters {
+		o.Machines = machineCounts(res.After)
+		o.Costs = make([]daemon.ClusterCost, 0, len(res.Plan.Clusters))
+		for _, cp := range res.Plan.Clusters {
 			if cp.Desired || cp.Observed {
 				o.Costs = append(o.Costs, daemon.ClusterCost{Team: cp.Team, Cluster: cp.Name, Hourly: cp.After.Hourly})
 			}
 		}
 	}
-	if res.Sync.Status != nil {
-		if set, err := reconcile.ReadStatusFiles(res.Sync.Status); err == nil {
-			o.Clusters = map[string]int{}
-			for _, st := range set.Clusters {
-				o.Clusters[string(st.Phase)]++
-			}
+	if res.Statuses != nil {
+		o.Clusters = map[string]int{}
+		for _, st := range res.Statuses {
+			o.Clusters[string(st.Phase)]++
 		}
 	}
 	return o
@@ -146,8 +129,8 @@ func firstLine(s string) string {
 // succeeded, the next failed (or waits), and the rest did not run.
 func actionResults(res *fleetsync.Result) []daemon.ActionResult {
 	var out []daemon.ActionResult
-	applied := res.Sync.Applied
-	for _, cp := range res.Sync.Plan.Clusters {
+	applied := res.Applied
+	for _, cp := range res.Plan.Clusters {
 		cr := applied.Cluster(cp.Name)
 		n := 0
 		for _, a := range cp.Actions {

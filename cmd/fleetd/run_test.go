@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/fleetd/fleetd/internal/daemon"
+	"github.com/fleetd/fleetd/internal/fleetsync"
 	"github.com/fleetd/fleetd/internal/kubetest"
 	"github.com/fleetd/fleetd/internal/metrics"
 )
@@ -116,18 +117,18 @@ func (f *fakeSyncer) Sync(ctx context.Context) daemon.Outcome {
 func startRun(t *testing.T, ctx context.Context, fake *fakeSyncer, args ...string) (string, func() int, *syncBuffer) {
 	t.Helper()
 	addrc := make(chan net.Addr, 1)
-	onListen = func(a net.Addr) { addrc <- a }
-	newSyncer = func(_ context.Context, cfg RunConfig, m *metrics.Metrics, _ *slog.Logger) (daemon.Syncer, error) {
+	wr := liveWiring()
+	wr.onListen = func(a net.Addr) { addrc <- a }
+	wr.syncer = func(_ context.Context, cfg RunConfig, m *metrics.Metrics, _ *slog.Logger, _ fleetsync.WorldFunc) (daemon.Syncer, error) {
 		if m == nil {
 			return nil, fmt.Errorf("no metrics")
 		}
 		fake.cfg = cfg
 		return fake, nil
 	}
-	t.Cleanup(func() { onListen, newSyncer = nil, loopSyncer })
 	stderr := &syncBuffer{}
 	code := make(chan int, 1)
-	go func() { code <- Run(ctx, append([]string{"run"}, args...), io.Discard, stderr) }()
+	go func() { code <- runWith(ctx, wr, append([]string{"run"}, args...), io.Discard, stderr) }()
 	select {
 	case a := <-addrc:
 		return a.String(), func() int {
@@ -407,12 +408,12 @@ func TestRunUsageErrors(t *testing.T) {
 			for k, v := range c.env {
 				t.Setenv(k, v)
 			}
-			newSyncer = func(context.Context, RunConfig, *metrics.Metrics, *slog.Logger) (daemon.Syncer, error) {
+			wr := liveWiring()
+			wr.syncer = func(context.Context, RunConfig, *metrics.Metrics, *slog.Logger, fleetsync.WorldFunc) (daemon.Syncer, error) {
 				return &fakeSyncer{}, nil
 			}
-			defer func() { newSyncer = loopSyncer }()
 			var stderr bytes.Buffer
-			code := Run(context.Background(), append([]string{"run"}, c.args...), io.Discard, &stderr)
+			code := runWith(context.Background(), wr, append([]string{"run"}, c.args...), io.Discard, &stderr)
 			if code != exitUsage || !strings.Contains(stderr.String(), c.want) {
 				t.Errorf("exit %d, stderr %q; want %d mentioning %q", code, stderr.String(), exitUsage, c.want)
 			}
@@ -452,7 +453,8 @@ func TestRunLeaderElection(t *testing.T) {
 	var syncing atomic.Int32
 	var overlap atomic.Bool
 	fakes := map[string]*fakeSyncer{"/srv/a.git": {started: make(chan int32, 100)}, "/srv/b.git": {started: make(chan int32, 100)}}
-	newSyncer = func(_ context.Context, cfg RunConfig, _ *metrics.Metrics, _ *slog.Logger) (daemon.Syncer, error) {
+	wr := liveWiring()
+	wr.syncer = func(_ context.Context, cfg RunConfig, _ *metrics.Metrics, _ *slog.Logger, _ fleetsync.WorldFunc) (daemon.Syncer, error) {
 		f := fakes[cfg.RepoURL]
 		return daemon.SyncerFunc(func(ctx context.Context) daemon.Outcome {
 			if syncing.Add(1) > 1 {
@@ -463,7 +465,6 @@ func TestRunLeaderElection(t *testing.T) {
 			return f.Sync(ctx)
 		}), nil
 	}
-	t.Cleanup(func() { newSyncer = loopSyncer })
 
 	type rep struct {
 		repo, addr string
@@ -481,7 +482,7 @@ func TestRunLeaderElection(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		r.cancel = cancel
 		go func() {
-			r.code <- Run(ctx, []string{"run", "--repo", repo, "--listen", r.addr, "--work-dir", t.TempDir(),
+			r.code <- runWith(ctx, wr, []string{"run", "--repo", repo, "--listen", r.addr, "--work-dir", t.TempDir(),
 				"--poll-interval", "1s", "--leader-elect", "--kubeconfig", env.KubeconfigPath,
 				"--leader-elect-namespace", "default", "--leader-elect-name", "fleetd-run-test",
 				"--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s",

@@ -24,7 +24,7 @@ func init() {
 // its class and overrides applied and every reference resolved.
 const KindEffectiveCluster = "EffectiveCluster"
 
-func newShowCmd() *cobra.Command {
+func newShowCmd(*wiring) *cobra.Command {
 	var all bool
 	var output string
 	cmd := &cobra.Command{

@@ -18,10 +18,6 @@ import (
 	"github.com/fleetd/fleetd/schema"
 )
 
-// liveWorldFunc builds the live world for apply and plan --observed=live;
-// tests point it at simulators.
-var liveWorldFunc fleetsync.WorldFunc = fleetsync.LiveWorld
-
 // reportLoad prints the diagnostics of a sync's load and returns exit 1 for
 // an invalid fleet.yaml (nothing was planned), and with strict for rejected
 // cluster files too.

@@ -25,7 +25,7 @@ func init() {
 	subcommands = append(subcommands, newValidateCmd, newSchemaCmd)
 }
 
-func newValidateCmd() *cobra.Command {
+func newValidateCmd(*wiring) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "validate [DIR]",
@@ -84,7 +84,7 @@ hold at most 20000 files under clusters/.`,
 	return cmd
 }
 
-func newSchemaCmd() *cobra.Command {
+func newSchemaCmd(*wiring) *cobra.Command {
 	return &cobra.Command{
 		Use:   "schema fleet|cluster",
 		Short: "Print the JSON Schema of fleet.yaml or of a cluster file, for editors",

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/fleetd/fleetd/internal/daemon"
+	"github.com/fleetd/fleetd/internal/fleetsync"
 	"github.com/fleetd/fleetd/internal/kubetest"
 	"github.com/fleetd/fleetd/internal/metrics"
 )
@@ -28,19 +29,19 @@ func TestWedgedLeaderGivesUpItsLease(t *testing.T) {
 	never := make(chan struct{})
 	t.Cleanup(func() { close(never) })
 	started := make(chan struct{}, 1)
-	newSyncer = func(context.Context, RunConfig, *metrics.Metrics, *slog.Logger) (daemon.Syncer, error) {
+	wr := liveWiring()
+	wr.syncer = func(context.Context, RunConfig, *metrics.Metrics, *slog.Logger, fleetsync.WorldFunc) (daemon.Syncer, error) {
 		return daemon.SyncerFunc(func(context.Context) daemon.Outcome {
 			started <- struct{}{}
 			<-never // a call that ignores its context
 			return daemon.Outcome{}
 		}), nil
 	}
-	t.Cleanup(func() { newSyncer = loopSyncer })
 
 	logs := &syncBuffer{}
 	code := make(chan int, 1)
 	go func() {
-		code <- Run(context.Background(), []string{"run", "--repo", "/srv/wedged.git", "--listen", "127.0.0.1:0",
+		code <- runWith(context.Background(), wr, []string{"run", "--repo", "/srv/wedged.git", "--listen", "127.0.0.1:0",
 			"--work-dir", t.TempDir(), "--sync-timeout", "1s", "--git-timeout", "1s", "--call-timeout", "1s",
 			"--leader-elect", "--kubeconfig", env.KubeconfigPath,
 			"--leader-elect-namespace", "default", "--leader-elect-name", "fleetd-wedge-test",

@@ -204,19 +204,20 @@ func (d *Daemon) Run(ctx context.Context, stop <-chan struct{}) error {
 	}
 	finish := func(o Outcome) {
 		wedged.Stop()
-		if context.Cause(syncCtx) == deadline && reconcile.Classify(o.Err) != reconcile.ReactRetry {
+		if context.Cause(syncCtx) == deadline && !(o.Decision.Reaction == reconcile.ReactRetry && o.Decision.Backoff) {
 			// Whatever the sync made of its cut-short calls, a sync that
-			// ran out of time is retried.
+			// ran out of time is retried, with backoff.
 			o.Err = errors.Join(deadline, o.Err)
+			o.Decision.Reaction, o.Decision.Backoff, o.Decision.Reason = reconcile.ReactRetry, true, deadline.Error()
 		}
 		cancelSync()
 		dur := time.Since(started)
 		var delay time.Duration
 		delay, failures = d.opts.Schedule.NextDelay(o, failures, d.opts.Rand)
 		switch {
-		case o.Result() == ResultRetry:
+		case o.Decision.Reaction == reconcile.ReactRetry:
 			nextReason = ReasonRetry
-		case o.Requeue > 0 || o.Result() == ResultRequeue:
+		case o.Decision.Requeue > 0 || o.Decision.Reaction == reconcile.ReactRequeue:
 			nextReason = ReasonRequeue
 		default:
 			nextReason = ReasonPoll
@@ -227,6 +228,9 @@ func (d *Daemon) Run(ctx context.Context, stop <-chan struct{}) error {
 		}
 		attrs := []any{"reason", reason, "revision", o.Revision, "result", o.Result(),
 			"duration", dur.Round(time.Millisecond).String(), "next", delay.Round(time.Millisecond).String()}
+		if dec := o.Decision; dec.Requeue > 0 || dec.RetryAfter > 0 {
+			attrs = append(attrs, "requeue", dec.Requeue.String(), "retry_after", dec.RetryAfter.Round(time.Millisecond).String())
+		}
 		if o.Err != nil {
 			d.log.Error("Sync ended with errors", append(attrs, "error", o.Err.Error())...)
 		} else {

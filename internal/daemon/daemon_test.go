@@ -133,8 +133,8 @@ func TestRequeueAndRetryScheduleTheNextSync(t *testing.T) {
 		name string
 		o    Outcome
 	}{
-		{"work in progress", Outcome{Requeue: 50 * time.Millisecond}},
-		{"transient error", Outcome{Err: reconcile.Transient(errors.New("throttled"))}},
+		{"work in progress", Outcome{Decision: reconcile.Decision{Reaction: reconcile.ReactRequeue, Requeue: 50 * time.Millisecond}}},
+		{"transient error", Outcome{Err: errors.New("throttled"), Decision: reconcile.Decision{Reaction: reconcile.ReactRetry, Backoff: true}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -287,7 +287,7 @@ func (r *recorder) RecordSync(o Outcome, _ time.Duration) {
 func TestOutcomesReachTheRecorderAndStatus(t *testing.T) {
 	rec := &recorder{}
 	fetched := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	outs := []Outcome{{Revision: "r1", FetchedAt: fetched}, {Err: errors.New("fetch failed")}}
+	outs := []Outcome{{Revision: "r1", FetchedAt: fetched}, {Err: errors.New("fetch failed"), Decision: reconcile.Decision{Reaction: reconcile.ReactFail}}}
 	var i atomic.Int32
 	d := New(SyncerFunc(func(context.Context) Outcome { return outs[min(int(i.Add(1))-1, 1)] }),
 		Options{Schedule: Schedule{PollInterval: time.Hour}, Recorder: rec, Logger: quietLogger()})
@@ -304,7 +304,7 @@ func TestOutcomesReachTheRecorderAndStatus(t *testing.T) {
 	close(stop)
 	<-done
 	s := d.Status()
-	if s.Syncs != 2 || s.LastResult != ResultFailed || !s.LastFetchedAt.Equal(fetched) || s.Revision != "r1" {
+	if s.Syncs != 2 || s.LastResult != reconcile.ResultFailed || !s.LastFetchedAt.Equal(fetched) || s.Revision != "r1" {
 		t.Errorf("status %+v: a failed fetch must keep the last fetch time and revision", s)
 	}
 	rec.mu.Lock()

@@ -30,8 +30,8 @@ func TestSyncEndsAtItsDeadlineAndTheDaemonSyncsOn(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		select {
 		case o := <-outcomes:
-			if o.Result() != ResultRetry {
-				t.Fatalf("sync %d: result %s (%v), want %s", i+1, o.Result(), o.Err, ResultRetry)
+			if o.Result() != reconcile.ResultRetry {
+				t.Fatalf("sync %d: result %s (%v), want %s", i+1, o.Result(), o.Err, reconcile.ResultRetry)
 			}
 			var hung *reconcile.HungError
 			if !errors.As(o.Err, &hung) || !strings.Contains(o.Err.Error(), "sync: no answer within 50ms") {

@@ -41,21 +41,17 @@ type Outcome struct {
 	LoadError  string
 	// FetchDuration is how long the git fetch took; zero when there was none.
 	FetchDuration time.Duration
-	// Requeue > 0 says work is in progress (machines booting, nodes
-	// draining): sync again after Requeue, or after the daemon's short
-	// re-sync when that is sooner.
-	Requeue time.Duration
-	// RetryAfter > 0 says a cluster backs off after transient failures of
-	// its own: sync again after RetryAfter at the latest (the loop holds the
-	// cluster's actions until then, so an earlier sync does not call it).
-	RetryAfter time.Duration
-	// Err is the sync's error, nil on success. Its kind, per
-	// reconcile.Classify, decides when the next sync runs (see NextDelay).
-	// Per-cluster errors are joined; the most severe kind wins.
+	// Decision is what the sync's result calls for, as the sync loop
+	// decided it: it alone decides when the next sync runs (see
+	// NextDelay) and how the sync is counted.
+	Decision reconcile.Decision
+	// Err is the sync's error for the log, nil on success; it is never
+	// classified again.
 	Err error
 	// Actions lists the actions the sync executed and how each ended.
 	Actions []ActionResult
-	// Clusters counts the clusters by status phase (Ready, Provisioning, ...).
+	// Clusters counts the clusters by status phase (Ready, Provisioning,
+	// ...), from the statuses the sync computed.
 	Clusters map[string]int
 	// Machines counts the observed machines by provider and state.
 	Machines []MachineCount
@@ -85,33 +81,8 @@ type ClusterCost struct {
 	Hourly  float64
 }
 
-// Results of a sync, as the metrics label them.
-const (
-	ResultSuccess = "success" // nothing failed (work may be in progress)
-	ResultRequeue = "requeue" // waiting for something elsewhere; nothing failed
-	ResultRetry   = "retry"   // a transient error: retried with backoff
-	ResultStalled = "stalled" // needs a new commit or configuration
-	ResultFailed  = "failed"  // an unknown failure: retried at the poll interval
-)
-
-// Result names the outcome for metrics and logs.
-func (o Outcome) Result() string {
-	switch reconcile.Classify(o.Err) {
-	case reconcile.ReactNone:
-		return ResultSuccess
-	case reconcile.ReactRequeue:
-		return ResultRequeue
-	case reconcile.ReactRetry:
-		return ResultRetry
-	case reconcile.ReactStall:
-		return ResultStalled
-	default:
-		return ResultFailed
-	}
-}
+// Result names the outcome for metrics and logs (see reconcile.Decision).
+func (o Outcome) Result() string { return o.Decision.Result() }
 
 // Succeeded reports whether nothing failed: no error, or only a wait.
-func (o Outcome) Succeeded() bool {
-	r := reconcile.Classify(o.Err)
-	return r == reconcile.ReactNone || r == reconcile.ReactRequeue
-}
+func (o Outcome) Succeeded() bool { return o.Decision.Succeeded() }

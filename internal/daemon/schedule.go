@@ -1,7 +1,7 @@
 package daemon
 
 import (
-	"errors"
+	"cmp"
 	"time"
 
 	"github.com/fleetd/fleetd/reconcile"
@@ -69,52 +69,45 @@ func (s Schedule) WithDefaults() Schedule {
 }
 
 // NextDelay decides how long to wait after a sync that ended with o, given
-// the number of consecutive transient failures before it. It returns the
-// delay and the new count of consecutive transient failures. rnd returns a
-// number in [0, 1) for the jitter.
+// the number of consecutive syncs that failed as a whole before it. It
+// returns the delay and the new count. rnd returns a number in [0, 1) for
+// the jitter.
 //
-// The error's kind (reconcile.Classify) decides:
-//   - none: the poll interval;
-//   - requeue (a wait): the wait's own delay, at most ShortResync;
-//   - retry (transient): exponential backoff from BackoffMin to BackoffMax,
-//     at most the poll interval;
-//   - stall: the poll interval; the sync loop itself skips re-applying a
-//     stalled revision, so polling only notices a new commit sooner than a
-//     webhook would;
-//   - fail (unknown): the poll interval.
+// The sync loop's decision (o.Decision) decides:
+//   - none, stall, fail: the poll interval (the sync loop itself skips
+//     re-applying a stalled revision, so polling only notices a new commit
+//     sooner than a webhook would);
+//   - requeue (work in progress): its own delay, at most ShortResync;
+//   - retry of the sync as a whole (Backoff: the fetch, the connection, the
+//     status push failed): exponential backoff from BackoffMin to
+//     BackoffMax, at most the poll interval; a retry of one cluster or one
+//     peer only: that one backs off on its own (RetryAfter).
 //
-// Whatever the error, o.Requeue > 0 (another cluster is in progress) makes
-// the delay at most the requeue delay, itself at most ShortResync: one
-// cluster's stalled spec never slows down another cluster that is booting.
+// Whatever the reaction, work in progress elsewhere (Requeue) makes the
+// delay at most its requeue delay, and a cluster's or peer's backoff makes
+// it at most the time that backoff runs out: one cluster's stalled spec
+// never slows down another cluster that is booting, and a throttled one is
+// called again when its own backoff says, not sooner.
 func (s Schedule) NextDelay(o Outcome, failures int, rnd func() float64) (time.Duration, int) {
 	s = s.WithDefaults()
-	poll := jitter(s.PollInterval, s.PollJitter, rnd)
-	var d time.Duration
-	switch reconcile.Classify(o.Err) {
-	case reconcile.ReactNone:
-		failures = 0
-		d = poll
-	case reconcile.ReactRequeue:
-		failures = 0
-		after := s.ShortResync
-		var w *reconcile.WaitError
-		if errors.As(o.Err, &w) && w.After > 0 {
-			after = w.After
-		}
-		d = s.resync(after)
-	case reconcile.ReactRetry:
+	dec := o.Decision
+	d := jitter(s.PollInterval, s.PollJitter, rnd)
+	switch {
+	case dec.Reaction == reconcile.ReactRetry && dec.Backoff:
 		failures++
 		d = min(s.backoff(failures, rnd), s.PollInterval)
-	default: // stall, fail
+	case dec.Reaction == reconcile.ReactRequeue:
 		failures = 0
-		d = poll
+		d = s.resync(cmp.Or(dec.Requeue, s.ShortResync))
+	default:
+		failures = 0
 	}
-	if o.Requeue > 0 {
-		d = min(d, s.resync(o.Requeue))
+	if dec.Requeue > 0 {
+		d = min(d, s.resync(dec.Requeue))
 	}
-	if o.RetryAfter > 0 {
-		// A cluster's own backoff: its next attempt, not sooner.
-		d = min(d, max(s.MinResync, o.RetryAfter))
+	if dec.RetryAfter > 0 {
+		// A cluster's or a peer's own backoff: its next attempt, not sooner.
+		d = min(d, max(s.MinResync, dec.RetryAfter))
 	}
 	return d, failures
 }

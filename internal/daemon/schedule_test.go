@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -13,7 +12,10 @@ func fixed(v float64) func() float64 { return func() float64 { return v } }
 
 func TestNextDelay(t *testing.T) {
 	s := Schedule{PollInterval: time.Minute, ShortResync: 15 * time.Second}
-	wait := &reconcile.WaitError{Reason: "machines booting", After: 5 * time.Second}
+	dec := func(r reconcile.Reaction, requeue, retryAfter time.Duration, backoff bool) Outcome {
+		return Outcome{Decision: reconcile.Decision{Reaction: r, Requeue: requeue, RetryAfter: retryAfter, Backoff: backoff}}
+	}
+	retry := dec(reconcile.ReactRetry, 0, 0, true)
 	cases := []struct {
 		name         string
 		o            Outcome
@@ -26,22 +28,23 @@ func TestNextDelay(t *testing.T) {
 		{"the poll is jittered down by up to 10%", Outcome{}, 0, 0, 54 * time.Second, 0},
 		{"the poll is jittered up by up to 10%", Outcome{}, 0, 1, 66 * time.Second, 0},
 		{"success resets the failures", Outcome{}, 4, 0.5, time.Minute, 0},
-		{"work in progress requeues after its own shorter delay", Outcome{Requeue: 7 * time.Second}, 0, 0.5, 7 * time.Second, 0},
-		{"a requeue longer than the short re-sync is cut to it", Outcome{Requeue: 40 * time.Second}, 0, 0.5, 15 * time.Second, 0},
-		{"a requeue of almost nothing waits the minimum", Outcome{Requeue: time.Millisecond}, 0, 0.5, time.Second, 0},
-		{"a wait error requeues after its delay", Outcome{Err: wait}, 0, 0.5, 5 * time.Second, 0},
-		{"a wait error without delay uses the short re-sync", Outcome{Err: &reconcile.WaitError{Reason: "x"}}, 0, 0.5, 15 * time.Second, 0},
-		{"the first transient error retries after 1s", Outcome{Err: reconcile.Transient(errors.New("throttled"))}, 0, 0.5, time.Second, 1},
-		{"the backoff doubles", Outcome{Err: reconcile.Transient(errors.New("throttled"))}, 3, 0.5, 8 * time.Second, 4},
-		{"the backoff is jittered", Outcome{Err: reconcile.Transient(errors.New("throttled"))}, 3, 1, 9600 * time.Millisecond, 4},
-		{"the backoff stops at the poll interval", Outcome{Err: reconcile.Transient(errors.New("throttled"))}, 30, 1, time.Minute, 31},
-		{"the backoff past the poll interval is cut to it", Outcome{Err: reconcile.Transient(errors.New("throttled"))}, 6, 0.5, time.Minute, 7},
-		{"the backoff never goes under 1s", Outcome{Err: reconcile.Transient(errors.New("throttled"))}, 0, 0, time.Second, 1},
-		{"a stalled error polls at the interval", Outcome{Err: reconcile.Stalled(errors.New("bad spec"))}, 2, 0.5, time.Minute, 0},
-		{"an unknown error polls at the interval", Outcome{Err: errors.New("boom")}, 2, 0.5, time.Minute, 0},
-		{"a stalled cluster beside one in progress requeues", Outcome{Err: reconcile.Stalled(errors.New("bad spec")), Requeue: 10 * time.Second}, 0, 0.5, 10 * time.Second, 0},
-		{"a joined stall and wait stalls but keeps the requeue", Outcome{Err: errors.Join(reconcile.Stalled(errors.New("bad")), wait), Requeue: 5 * time.Second}, 0, 0.5, 5 * time.Second, 0},
-		{"a transient error with work in progress retries no later than the requeue", Outcome{Err: reconcile.Transient(errors.New("x")), Requeue: 3 * time.Second}, 8, 0.5, 3 * time.Second, 9},
+		{"work in progress requeues after its own shorter delay", dec(reconcile.ReactRequeue, 7*time.Second, 0, false), 0, 0.5, 7 * time.Second, 0},
+		{"a requeue longer than the short re-sync is cut to it", dec(reconcile.ReactRequeue, 40*time.Second, 0, false), 0, 0.5, 15 * time.Second, 0},
+		{"a requeue of almost nothing waits the minimum", dec(reconcile.ReactRequeue, time.Millisecond, 0, false), 0, 0.5, time.Second, 0},
+		{"a requeue without delay uses the short re-sync", dec(reconcile.ReactRequeue, 0, 0, false), 0, 0.5, 15 * time.Second, 0},
+		{"the first failed sync retries after 1s", retry, 0, 0.5, time.Second, 1},
+		{"the backoff doubles", retry, 3, 0.5, 8 * time.Second, 4},
+		{"the backoff is jittered", retry, 3, 1, 9600 * time.Millisecond, 4},
+		{"the backoff stops at the poll interval", retry, 30, 1, time.Minute, 31},
+		{"the backoff past the poll interval is cut to it", retry, 6, 0.5, time.Minute, 7},
+		{"the backoff never goes under 1s", retry, 0, 0, time.Second, 1},
+		{"a cluster's own retry waits for its backoff, not the sync's", dec(reconcile.ReactRetry, 0, 8*time.Second, false), 3, 0.5, 8 * time.Second, 0},
+		{"a cluster's own retry without a backoff polls", dec(reconcile.ReactRetry, 0, 0, false), 3, 0.5, time.Minute, 0},
+		{"a stalled error polls at the interval", dec(reconcile.ReactStall, 0, 0, false), 2, 0.5, time.Minute, 0},
+		{"an unknown error polls at the interval", dec(reconcile.ReactFail, 0, 0, false), 2, 0.5, time.Minute, 0},
+		{"a stalled cluster beside one in progress requeues", dec(reconcile.ReactStall, 10*time.Second, 0, false), 0, 0.5, 10 * time.Second, 0},
+		{"a failed sync with work in progress retries no later than the requeue", dec(reconcile.ReactRetry, 3*time.Second, 0, true), 8, 0.5, 3 * time.Second, 9},
+		{"a backoff that ran out retries after the minimum", dec(reconcile.ReactNone, 0, time.Millisecond, false), 0, 0.5, time.Second, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -73,7 +76,7 @@ func TestBackoffSequence(t *testing.T) {
 			failures := 0
 			for range 12 {
 				var d time.Duration
-				d, failures = s.NextDelay(Outcome{Err: reconcile.Transient(errors.New("x"))}, failures, fixed(0.5))
+				d, failures = s.NextDelay(Outcome{Decision: reconcile.Decision{Reaction: reconcile.ReactRetry, Backoff: true}}, failures, fixed(0.5))
 				got = append(got, d.String())
 			}
 			if fmt.Sprint(got) != c.want {
@@ -84,15 +87,15 @@ func TestBackoffSequence(t *testing.T) {
 }
 
 func TestResultNames(t *testing.T) {
-	cases := map[string]Outcome{
-		ResultSuccess: {},
-		ResultRequeue: {Err: &reconcile.WaitError{Reason: "x"}},
-		ResultRetry:   {Err: reconcile.Transient(errors.New("x"))},
-		ResultStalled: {Err: reconcile.Stalled(errors.New("x"))},
-		ResultFailed:  {Err: errors.New("x")},
+	cases := map[string]reconcile.Reaction{
+		reconcile.ResultSuccess: reconcile.ReactNone,
+		reconcile.ResultRequeue: reconcile.ReactRequeue,
+		reconcile.ResultRetry:   reconcile.ReactRetry,
+		reconcile.ResultStalled: reconcile.ReactStall,
+		reconcile.ResultFailed:  reconcile.ReactFail,
 	}
-	for want, o := range cases {
-		if got := o.Result(); got != want {
+	for want, r := range cases {
+		if got := (Outcome{Decision: reconcile.Decision{Reaction: r}}).Result(); got != want {
 			t.Errorf("Result() = %q, want %q", got, want)
 		}
 	}

@@ -26,14 +26,17 @@ var rules = []struct {
 }{
 	{"schema", nil, []string{"github.com/santhosh-tekuri/jsonschema/v6", "go.yaml.in/yaml/v3", "golang.org/x/text", "k8s.io/apimachinery/pkg/util/validation"}},
 	{"reconcile", []string{"schema"}, []string{"sigs.k8s.io/yaml"}},
-	{"reconcile/reconciletest", []string{"schema", "reconcile"}, nil},
+	{"reconcile/reconciletest", []string{"schema", "reconcile"}, []string{"sigs.k8s.io/yaml"}},
 	{"providers", nil, nil},
 	{"providers/providertest", []string{"schema", "reconcile"}, nil},
 	{"providers/aws/...", []string{"schema", "reconcile", "providers/aws/ec2test"}, []string{"github.com/aws/aws-sdk-go-v2", "github.com/aws/smithy-go"}},
 	{"providers/vsphere/...", []string{"schema", "reconcile"}, []string{"github.com/vmware/govmomi"}},
 	{"internal/vcsimserver", []string{"schema"}, []string{"github.com/vmware/govmomi"}},
 	{"internal/git", nil, []string{"github.com/go-git/go-git/v5", "github.com/go-git/go-billy/v5", "golang.org/x/crypto"}},
-	{"internal/fleetsync", []string{"schema", "reconcile", "internal/git", "internal/rancher", "internal/kube", "providers/aws", "providers/vsphere"}, []string{"github.com/go-git/go-git/v5", "go.yaml.in/yaml/v3"}},
+	// The sync loop knows no provider, Rancher or cluster API: it is
+	// handed its world, which internal/live builds.
+	{"internal/fleetsync", []string{"schema", "reconcile", "internal/git"}, []string{"github.com/go-git/go-git/v5", "go.yaml.in/yaml/v3"}},
+	{"internal/live", []string{"schema", "reconcile", "internal/rancher", "internal/kube", "providers/aws", "providers/vsphere"}, nil},
 	{"internal/benchfleet", nil, nil},
 	{"internal/benchfleet/genfleet", []string{"internal/benchfleet"}, nil},
 	{"internal/deps", nil, nil},
@@ -54,10 +57,10 @@ var testOnly = map[string][]string{
 	"providers/vsphere/...": {"providers/providertest", "internal/vcsimserver", "github.com/vmware/govmomi"},
 	"reconcile":             {"reconcile/reconciletest"},
 	"internal/git":          {"golang.org/x/crypto"},
-	"internal/fleetsync":    {"reconcile/reconciletest", "internal/fleetsync", "providers/aws/ec2test", "github.com/aws/aws-sdk-go-v2"},
+	"internal/fleetsync":    {"reconcile/reconciletest", "internal/fleetsync", "providers/aws", "providers/aws/ec2test", "github.com/aws/aws-sdk-go-v2"},
 	"internal/leader":       {"internal/kubetest", "internal/daemon"},
 	"internal/rancher":      {"internal/kubetest", "internal/rancherstandin"},
-	"internal/kube":         {"internal/kubetest", "internal/rancherstandin", "internal/vcsimserver", "providers/vsphere", "reconcile/reconciletest", "github.com/vmware/govmomi"},
+	"internal/kube":         {"internal/kubetest", "internal/rancherstandin", "internal/vcsimserver", "providers/vsphere", "reconcile/reconciletest", "internal/fleetsync", "internal/git", "github.com/vmware/govmomi"},
 }
 
 func ruleFor(pkg string) (fleetd, external []string, ok bool) {

@@ -116,8 +116,8 @@ func benchWorld(b *testing.B, n int) (*fleetsync.Loop, reconcile.Provider) {
 		}}
 	for i := range 2 {
 		res := loop.Sync(context.Background())
-		if res.Err != nil || res.Sync.Plan.HasChanges() {
-			b.Fatalf("sync %d of the converged fleet: %v, changes %v", i, res.Err, res.Sync.Plan.HasChanges())
+		if res.Err != nil || res.Plan.HasChanges() {
+			b.Fatalf("sync %d of the converged fleet: %v, changes %v", i, res.Err, res.Plan.HasChanges())
 		}
 	}
 	floor, err := newProvider(context.Background())

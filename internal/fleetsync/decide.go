@@ -1,11 +1,16 @@
 package fleetsync
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/fleetd/fleetd/reconcile"
+	"github.com/fleetd/fleetd/schema"
 )
 
 // Backoff bounds for failed syncs.
@@ -14,23 +19,30 @@ const (
 	MaxBackoff = 5 * time.Minute
 )
 
-// decide is the one place that turns a sync's failures into what happens
-// next. Every part of a joined error is classified on its own, so one
-// cluster's stalled spec never stops another cluster's retry:
+// decide is the one place that turns a sync's result into what happens
+// next (res.Decision). Every part of a joined error is classified on its
+// own, so one cluster's stalled spec never stops another cluster's retry:
 //   - transient (throttling, 5xx, a dropped connection, a failed push):
-//     retry with backoff;
+//     retry with backoff — the sync's own (Backoff) when the fetch, the
+//     load, the connection or the status push failed; a cluster's or a
+//     peer's own (RetryAfter) when only it failed, so that it neither
+//     hammers its peer nor delays another cluster;
 //   - stalled (credentials, permissions, quota, an invalid fleet.yaml, a
 //     reference to nothing): no retry until the fleet repo or the
 //     configuration changes;
-//   - in progress (machines booting, nodes draining): sync again soon;
+//   - in progress (machines booting, nodes draining): sync again soon
+//     (Requeue, which never stands for a failure);
 //   - anything else: report, and sync again at the poll interval.
 func (l *Loop) decide(res *Result) {
-	res.Requeue = res.Sync.Requeue
-	res.RetryAfter = l.retryAfter(l.now())
-	res.Reaction = reactionOf(res.Err)
-	if res.Reaction == reconcile.ReactNone && res.Requeue > 0 {
-		res.Reaction = reconcile.ReactRequeue
+	d := reconcile.Decision{Requeue: res.requeue, RetryAfter: l.retryAfter(l.now()), Reaction: reactionOf(res.Err)}
+	if d.Reaction == reconcile.ReactNone && d.Requeue > 0 {
+		d.Reaction = reconcile.ReactRequeue
 	}
+	if res.Err != nil {
+		d.Reason, _, _ = strings.Cut(res.Err.Error(), "\n")
+	}
+	d.Backoff = d.Reaction == reconcile.ReactRetry && res.syncBackoff
+	res.Decision = d
 }
 
 // reactionOf classifies a joined error by its parts: retry wins over fail,
@@ -95,24 +107,24 @@ func (l *Loop) noteFailures(a *reconcile.ApplyResult, held map[string]reconcile.
 	for _, c := range a.Clusters {
 		ran[c.Cluster] = true
 		if c.Reaction != reconcile.ReactRetry {
-			delete(l.backoff, c.Cluster)
+			delete(l.mem.backoff, c.Cluster)
 			continue
 		}
-		b := l.backoff[c.Cluster]
+		b := l.mem.backoff[c.Cluster]
 		b.Failures++
 		b.Until = now.Add(backoffDelay(b.Failures))
 		b.Reason = c.Err.Error()
-		if l.backoff == nil {
-			l.backoff = map[string]reconcile.Backoff{}
+		if l.mem.backoff == nil {
+			l.mem.backoff = map[string]reconcile.Backoff{}
 		}
-		l.backoff[c.Cluster] = b
+		l.mem.backoff[c.Cluster] = b
 		l.logger().Warn("Cluster backs off after a transient failure", "cluster", c.Cluster,
 			"failures", b.Failures, "until", b.Until.Format(time.RFC3339), "error", b.Reason)
 	}
-	for name := range l.backoff {
-		if _, ok := held[name]; !ok && !ran[name] && !l.backoff[name].Until.After(now) {
+	for name := range l.mem.backoff {
+		if _, ok := held[name]; !ok && !ran[name] && !l.mem.backoff[name].Until.After(now) {
 			// Nothing left to retry for it (its actions are gone).
-			delete(l.backoff, name)
+			delete(l.mem.backoff, name)
 		}
 	}
 }
@@ -122,16 +134,66 @@ func backoffDelay(n int) time.Duration {
 	return reconcile.BackoffDelay(n, MinBackoff, MaxBackoff, 0.2, rand.Float64)
 }
 
-// retryAfter is how long until the first cluster's backoff runs out (0
-// when none backs off): the next sync is due then at the latest.
+// retryAfter is how long until the first cluster's or peer's backoff runs
+// out (0 when none backs off): the next sync is due then at the latest.
 func (l *Loop) retryAfter(now time.Time) time.Duration {
 	var first time.Duration
-	for _, b := range l.backoff {
-		if d := b.Until.Sub(now); d > 0 && (first == 0 || d < first) {
-			first = d
-		} else if d <= 0 {
-			return MinBackoff
+	for _, m := range []map[string]reconcile.Backoff{l.mem.backoff, l.mem.peers} {
+		for _, b := range m {
+			if d := b.Until.Sub(now); d > 0 && (first == 0 || d < first) {
+				first = d
+			} else if d <= 0 {
+				return MinBackoff
+			}
 		}
 	}
 	return first
+}
+
+// observe observes the world, except the peers that back off after
+// transient failures: those are not called before their backoff runs out,
+// and are recorded as not observed, with why, so the clusters there are
+// left alone. A peer whose list fails transiently backs off (MinBackoff,
+// doubling to MaxBackoff); one that answers starts over.
+func (l *Loop) observe(ctx context.Context, res *Result, fleet *schema.Fleet, w reconcile.World, now time.Time) (reconcile.Observed, error) {
+	skip := map[string]string{}
+	for peer, b := range l.mem.peers {
+		if b.Until.After(now) {
+			skip[peer] = fmt.Sprintf("backing off after %d transient failures: called again at %s; last error: %s",
+				b.Failures, b.Until.UTC().Format(time.RFC3339), b.Reason)
+		}
+	}
+	var (
+		mu     sync.Mutex
+		failed int
+	)
+	o, err := reconcile.Observe(ctx, fleet, w, reconcile.ObserveOptions{Concurrency: l.Apply.Concurrency, Skip: skip,
+		Peer: func(peer string, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil || reconcile.Classify(err) != reconcile.ReactRetry {
+				delete(l.mem.peers, peer)
+				if err != nil {
+					failed++
+				}
+				return
+			}
+			failed++
+			b := l.mem.peers[peer]
+			b.Failures++
+			b.Until = now.Add(backoffDelay(b.Failures))
+			b.Reason = err.Error()
+			if l.mem.peers == nil {
+				l.mem.peers = map[string]reconcile.Backoff{}
+			}
+			l.mem.peers[peer] = b
+			l.logger().Warn("Peer backs off after a transient failure", "peer", peer,
+				"failures", b.Failures, "until", b.Until.Format(time.RFC3339), "error", b.Reason)
+		}})
+	if err != nil && len(leaves(err)) > failed+len(skip) {
+		// Something else failed than whole peers (one cluster's machines
+		// or nodes): the sync backs off as a whole.
+		res.syncBackoff = true
+	}
+	return o, err
 }

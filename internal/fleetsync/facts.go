@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -37,9 +36,10 @@ type declaration struct {
 
 // desiredFrom builds the desired state of a loaded fleet with the facts its
 // history establishes: creation times, the commits that last changed each
-// file, and the last valid version of each rejected file. Removal facts need
-// the observed world and are added by removals.
-func (l *Loop) desiredFrom(ctx context.Context, snap *Snapshot, fleet *schema.Fleet, diags schema.Diagnostics, h *fgit.History, herr error, now time.Time) (reconcile.Desired, *fgit.History) {
+// file, the last valid version of each rejected file and the removal facts
+// of every file the history shows removed (see removals): the desired state
+// is complete before anything is observed.
+func (l *Loop) desiredFrom(ctx context.Context, snap *Snapshot, fleet *schema.Fleet, diags schema.Diagnostics, h *fgit.History, herr error, now time.Time) (reconcile.Desired, error) {
 	d := reconcile.Desired{Fleet: fleet, Diagnostics: diags, Revision: snap.Revision}
 	if fleet == nil {
 		return d, nil
@@ -81,13 +81,13 @@ func (l *Loop) desiredFrom(ctx context.Context, snap *Snapshot, fleet *schema.Fl
 		fleetYAML, err := fs.ReadFile(snap.FS, schema.FleetFile)
 		if err != nil {
 			d.FactsError = fmt.Sprintf("cannot read %s again: %v", schema.FleetFile, err)
-			return d, h
+			return d, nil
 		}
 		for _, r := range fleet.Rejected {
 			d.Held = append(d.Held, l.held(ctx, snap, h, fleetYAML, r))
 		}
 	}
-	return d, h
+	return d, l.removals(ctx, &d, h, snap)
 }
 
 // held finds the last valid version of a rejected cluster file: the newest
@@ -116,9 +116,9 @@ func (l *Loop) held(ctx context.Context, snap *Snapshot, h *fgit.History, fleetY
 
 func (l *Loop) validAt(ctx context.Context, hist History, digest string, fleetYAML []byte, p, blob string) (*schema.Cluster, error) {
 	key := digest + "\x00" + blob
-	l.facts.mu.Lock()
-	c, ok := l.facts.valid[key]
-	l.facts.mu.Unlock()
+	l.mem.facts.mu.Lock()
+	c, ok := l.mem.facts.valid[key]
+	l.mem.facts.mu.Unlock()
 	if ok {
 		return c, nil
 	}
@@ -130,12 +130,12 @@ func (l *Loop) validAt(ctx context.Context, hist History, digest string, fleetYA
 	if f != nil && !diags.HasErrors() && len(f.Clusters) == 1 {
 		c = f.Clusters[0]
 	}
-	l.facts.mu.Lock()
-	if l.facts.valid == nil {
-		l.facts.valid = map[string]*schema.Cluster{}
+	l.mem.facts.mu.Lock()
+	if l.mem.facts.valid == nil {
+		l.mem.facts.valid = map[string]*schema.Cluster{}
 	}
-	l.facts.valid[key] = c
-	l.facts.mu.Unlock()
+	l.mem.facts.valid[key] = c
+	l.mem.facts.mu.Unlock()
 	return c, nil
 }
 
@@ -148,15 +148,17 @@ type candidate struct {
 	at   time.Time
 }
 
-// removals establishes, for every observed cluster that no file declares,
-// the commit that removed its file and whether it was protected in the last
-// version that declared it. A cluster whose history shows neither is
-// Unproven, and is never decommissioned.
+// removals establishes, before anything is observed, the removal facts of
+// every cluster file the history shows removed (and, in a person's
+// directory, of every file its commit has and the directory lacks): the
+// cluster each last declared, the commit that removed it, and whether it
+// was protected then. A name declared by several removed files takes its
+// newest removal; a name the fleet declares now has none.
 //
 // It fails when the history shows a cluster file in the commit's tree that
 // the load did not see: the tree was not read whole, d.FactsError says so,
 // and the sync is to be tried again.
-func (l *Loop) removals(ctx context.Context, d *reconcile.Desired, h *fgit.History, snap *Snapshot, o reconcile.Observed) error {
+func (l *Loop) removals(ctx context.Context, d *reconcile.Desired, h *fgit.History, snap *Snapshot) error {
 	if d.Fleet == nil || d.FactsError != "" || h == nil {
 		return nil
 	}
@@ -174,20 +176,6 @@ func (l *Loop) removals(ctx context.Context, d *reconcile.Desired, h *fgit.Histo
 		if hd.Last != nil {
 			declared[hd.Last.Spec.Name] = true
 		}
-	}
-	teams := map[string]string{}
-	for _, m := range o.Machines {
-		if !declared[m.Cluster] && teams[m.Cluster] == "" {
-			teams[m.Cluster] = m.Team
-		}
-	}
-	for _, rc := range o.Rancher {
-		if !declared[rc.Name] && teams[rc.Name] == "" {
-			teams[rc.Name] = rc.Team
-		}
-	}
-	if len(teams) == 0 {
-		return nil
 	}
 	var cands []candidate
 	for p, r := range h.Removed {
@@ -223,62 +211,32 @@ func (l *Loop) removals(ctx context.Context, d *reconcile.Desired, h *fgit.Histo
 		}
 		return strings.Compare(a.path, b.path)
 	})
-	byName := map[string]int{}
-	indexed := 0
-	find := func(name, team string) (int, bool) {
-		if i, ok := byName[name]; ok {
-			return i, true
-		}
-		// The conventional place first: clusters/<team>/<name>.yaml.
-		for i, c := range cands {
-			base := strings.TrimSuffix(strings.TrimSuffix(path.Base(c.path), ".yaml"), ".yml")
-			if base == name && (team == "" || path.Base(path.Dir(c.path)) == team) {
-				if dc := l.declaration(ctx, snap.History, c.blob); dc.err != nil || dc.name == name {
-					byName[name] = i
-					return i, true
-				}
-			}
-		}
-		for ; indexed < len(cands); indexed++ {
-			dc := l.declaration(ctx, snap.History, cands[indexed].blob)
-			if dc.err == nil {
-				if _, seen := byName[dc.name]; !seen {
-					byName[dc.name] = indexed
-				}
-			}
-		}
-		i, ok := byName[name]
-		return i, ok
-	}
-	for _, name := range slices.Sorted(maps.Keys(teams)) {
-		i, ok := find(name, teams[name])
-		if !ok {
-			if d.Unproven == nil {
-				d.Unproven = map[string]string{}
-			}
-			d.Unproven[name] = fmt.Sprintf("no cluster file in the history of %s declares %s: fleetd cannot establish that its file was removed, or whether it was protected, so it is never decommissioned; to decommission it, commit a file for it and remove that file in a later commit", snap.Describe, name)
-			continue
-		}
-		c := cands[i]
+	rel := func(p string) string { return strings.TrimPrefix(strings.TrimPrefix(p, snap.Prefix), "/") }
+	d.Removed = reconcile.Removals{}
+	for _, c := range cands {
 		dc := l.declaration(ctx, snap.History, c.blob)
+		name := dc.name
 		if dc.err != nil {
-			if d.Unproven == nil {
-				d.Unproven = map[string]string{}
+			if err := ctx.Err(); err != nil {
+				d.Removed = nil
+				d.FactsError = fmt.Sprintf("reading the removed cluster files of %s was cut short: %v", snap.Describe, err)
+				return errors.New(d.FactsError)
 			}
-			d.Unproven[name] = fmt.Sprintf("cannot read whether %s was protected in the last version of %s: %v; it is never decommissioned while that is unknown", name, c.path, dc.err)
+			// Which cluster a file declared that cannot be read is
+			// unknown: by convention clusters/<team>/<name>.yaml names
+			// it, and that cluster is never decommissioned while the
+			// file is unreadable.
+			name = strings.TrimSuffix(strings.TrimSuffix(path.Base(c.path), ".yaml"), ".yml")
+		}
+		if _, seen := d.Removed[name]; seen || declared[name] || name == "" {
 			continue
 		}
-		if c.by != "" {
-			if d.RemovedBy == nil {
-				d.RemovedBy = map[string]string{}
-			}
-			d.RemovedBy[name] = c.by
+		r := reconcile.Removal{Path: rel(c.path), By: c.by, Protected: dc.protected}
+		if dc.err != nil {
+			r.Unreadable = dc.err.Error()
 		}
-		if dc.protected {
-			d.Protected = append(d.Protected, name)
-		}
+		d.Removed[name] = r
 	}
-	slices.Sort(d.Protected)
 	return nil
 }
 
@@ -286,9 +244,9 @@ func (l *Loop) removals(ctx context.Context, d *reconcile.Desired, h *fgit.Histo
 // cluster file. Only these two fields are read, leniently: a version that
 // fails the schema for another reason still tells whether it was protected.
 func (l *Loop) declaration(ctx context.Context, hist History, blob string) declaration {
-	l.facts.mu.Lock()
-	dc, ok := l.facts.declared[blob]
-	l.facts.mu.Unlock()
+	l.mem.facts.mu.Lock()
+	dc, ok := l.mem.facts.declared[blob]
+	l.mem.facts.mu.Unlock()
 	if ok {
 		return dc
 	}
@@ -306,12 +264,12 @@ func (l *Loop) declaration(ctx context.Context, hist History, blob string) decla
 		dc = declaration{err: err}
 	}
 	if ctx.Err() == nil {
-		l.facts.mu.Lock()
-		if l.facts.declared == nil {
-			l.facts.declared = map[string]declaration{}
+		l.mem.facts.mu.Lock()
+		if l.mem.facts.declared == nil {
+			l.mem.facts.declared = map[string]declaration{}
 		}
-		l.facts.declared[blob] = dc
-		l.facts.mu.Unlock()
+		l.mem.facts.declared[blob] = dc
+		l.mem.facts.mu.Unlock()
 	}
 	return dc
 }

@@ -153,7 +153,7 @@ func TestUnreadableTreeDecommissionsNothing(t *testing.T) {
 				if got := len(e.w.Machines()); got != before {
 					t.Fatalf("sync %d with an unreadable %s: %d machines, want %d (trading-dev has %d of %d)", i, tc.name, got, before, e.machinesOf("trading-dev"), dev)
 				}
-				for _, c := range res.Sync.Plan.Clusters {
+				for _, c := range res.Plan.Clusters {
 					for _, a := range c.Runnable() {
 						if a.Decommission || a.Kind.IsDestructive() {
 							t.Fatalf("sync %d with an unreadable %s runs %s on %s", i, tc.name, a.Kind, c.Name)
@@ -161,8 +161,8 @@ func TestUnreadableTreeDecommissionsNothing(t *testing.T) {
 					}
 				}
 				if !tc.removeFirst {
-					if res.Err == nil || res.Reaction != reconcile.ReactRetry {
-						t.Fatalf("sync %d with an unreadable %s: error %v, reaction %v; want a retry", i, tc.name, res.Err, res.Reaction)
+					if res.Err == nil || res.Decision.Reaction != reconcile.ReactRetry {
+						t.Fatalf("sync %d with an unreadable %s: error %v, reaction %v; want a retry", i, tc.name, res.Err, res.Decision.Reaction)
 					}
 					if !strings.Contains(res.Err.Error(), "not read whole") && !strings.Contains(res.Err.Error(), errPack.Error()) {
 						t.Errorf("sync %d: the error does not say what could not be read: %v", i, res.Err)
@@ -180,8 +180,8 @@ func TestUnreadableTreeDecommissionsNothing(t *testing.T) {
 			if res.Err != nil {
 				t.Fatalf("sync with the tree whole: %v", res.Err)
 			}
-			if !res.Sync.Plan.Converged() || len(e.w.Machines()) != before {
-				t.Fatalf("after the fault: converged %v, %d machines, want %d", res.Sync.Plan.Converged(), len(e.w.Machines()), before)
+			if !res.Plan.Converged() || len(e.w.Machines()) != before {
+				t.Fatalf("after the fault: converged %v, %d machines, want %d", res.Plan.Converged(), len(e.w.Machines()), before)
 			}
 		})
 	}
@@ -208,7 +208,7 @@ func TestBackdatedForcePushExpiresNoTTL(t *testing.T) {
 		if got := e.machinesOf("qa-pr-77"); got != qa {
 			t.Fatalf("sync %d after a backdated force-push: qa-pr-77 has %d machines, want %d", i, got, qa)
 		}
-		for _, c := range res.Sync.Plan.Clusters {
+		for _, c := range res.Plan.Clusters {
 			if c.Name == "qa-pr-77" && c.Expired {
 				t.Fatalf("sync %d: qa-pr-77 expired at %v after a backdated force-push", i, c.ExpiresAt)
 			}
@@ -224,7 +224,7 @@ func TestBackdatedForcePushExpiresNoTTL(t *testing.T) {
 	l.DryRun = true
 	res := l.Sync(context.Background())
 	expired := false
-	for _, c := range res.Sync.Plan.Clusters {
+	for _, c := range res.Plan.Clusters {
 		if c.Name == "qa-pr-77" {
 			expired = c.Expired
 		}
@@ -238,10 +238,10 @@ func TestBackdatedForcePushExpiresNoTTL(t *testing.T) {
 	e.gitEnv([]string{"GIT_COMMITTER_DATE=2001-01-02T00:00:00Z", "GIT_AUTHOR_DATE=2001-01-02T00:00:00Z"},
 		"-c", "user.name=Test", "-c", "user.email=test@example.com", "commit", "-q", "--amend", "-m", "the fleet, backdated again")
 	res = l.Sync(context.Background())
-	if cp := res.Sync.Plan.Cluster("qa-pr-77"); cp == nil || cp.Expired {
+	if cp := res.Plan.Cluster("qa-pr-77"); cp == nil || cp.Expired {
 		t.Fatalf("the sync that sees the branch rewritten expires qa-pr-77: %+v", cp)
 	}
-	if res = l.Sync(context.Background()); res.Sync.Plan.Cluster("qa-pr-77") == nil || !res.Sync.Plan.Cluster("qa-pr-77").Expired {
+	if res = l.Sync(context.Background()); res.Plan.Cluster("qa-pr-77") == nil || !res.Plan.Cluster("qa-pr-77").Expired {
 		t.Fatal("qa-pr-77, whose machines lived 72h, does not expire in the sync after the rewrite")
 	}
 }
@@ -303,8 +303,8 @@ func TestThrottledClusterBacksOffAlone(t *testing.T) {
 			}
 		}
 		seen = len(e.w.Calls())
-		if res.Sync.Applied.Cluster("data-lake") == nil && res.RetryAfter <= 0 {
-			t.Fatalf("a sync with data-lake backing off does not say when to sync again (requeue %v)", res.Requeue)
+		if res.Applied.Cluster("data-lake") == nil && res.Decision.RetryAfter <= 0 {
+			t.Fatalf("a sync with data-lake backing off does not say when to sync again (requeue %v)", res.Decision.Requeue)
 		}
 		e.w.Settle()
 		e.w.Advance(time.Second)

@@ -34,7 +34,8 @@ const (
 type Loop struct {
 	// Source is where the fleet repo is read and status written.
 	Source Source
-	// World builds the live world (LiveWorld when nil). Unused with
+	// World builds the live world (see internal/live); it is handed to the
+	// loop, which knows no provider. Required unless Observe is
 	// ObserveStatus.
 	World WorldFunc
 	// Observe says where the observed world comes from.
@@ -54,20 +55,39 @@ type Loop struct {
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 
-	mu       sync.Mutex
+	mu  sync.Mutex
+	mem memory
+}
+
+// memory is everything a Loop keeps between syncs. None of it is a fact a
+// destructive decision rests on: a restart that loses it costs time (a new
+// clone's reads, parses and sessions), never safety.
+type memory struct {
+	// world is the live world built for worldKey (fleet.yaml's providers
+	// and Rancher), and closeW ends its sessions.
 	world    reconcile.World
 	worldKey string
 	closeW   func(context.Context)
-	facts    factsCache
+	// facts is what history blobs said; parse the cluster files parsed, by
+	// content; loaded the fleet loaded from the last head.
+	facts  factsCache
+	parse  schema.ParseCache
+	loaded *loaded
+	// prevSet is the recorded status, parsed; last what the last
+	// successful sync saw and recorded (a sync that sees the same renders
+	// nothing).
+	prevSet *parsedStatus
+	last    *lastSync
+	// stalled are the clusters that stalled at revision stallRev: not
+	// retried until the revision changes.
 	stalled  map[string]stall
 	stallRev string
-	loaded   *loaded
-	parse    schema.ParseCache
-	prevSet  *parsedStatus
-	last     *lastSync
 	// backoff holds, by cluster, the consecutive transient failures of
-	// its actions and when they may run again.
+	// its actions and when they may run again; peers the same of each
+	// provider (by name) and of Rancher (peerRancher) whose observation
+	// failed transiently: not called again until then.
 	backoff map[string]reconcile.Backoff
+	peers   map[string]reconcile.Backoff
 }
 
 type stall struct{ msg string }
@@ -103,11 +123,11 @@ func (l *Loop) now() time.Time {
 func (l *Loop) Close(ctx context.Context) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closeW != nil {
-		l.closeW(ctx)
-		l.closeW = nil
+	if l.mem.closeW != nil {
+		l.mem.closeW(ctx)
+		l.mem.closeW = nil
 	}
-	l.world, l.worldKey = reconcile.World{}, ""
+	l.mem.world, l.mem.worldKey = reconcile.World{}, ""
 }
 
 // Stage names the step of a sync.
@@ -135,7 +155,21 @@ type Result struct {
 	Desired     reconcile.Desired
 	// Previous is the status the sync started from, and where it came from.
 	Previous RecordedStatus
-	Sync     reconcile.SyncResult
+	// Observed is the world as the sync saw it (the recorded status's, for
+	// a plan from status), and After the same with what apply did folded in.
+	Observed, After reconcile.Observed
+	// Plan is what the sync planned, gated.
+	Plan reconcile.Plan
+	// Applied is what apply did; nil in a dry run or when nothing ran.
+	Applied *reconcile.ApplyResult
+	// Statuses are the clusters' statuses as the sync left them, and Status
+	// the status files rendered from them, by path (see
+	// reconcile.RenderStatus). Both are nil when StatusUnchanged.
+	Statuses []*reconcile.ClusterStatus
+	Status   map[string][]byte
+	// StatusUnchanged says the world, the plan and the revision are those
+	// of the previous sync, whose status is recorded: nothing was rendered.
+	StatusUnchanged bool
 	// Changes are the clusters whose status changed.
 	Changes []reconcile.StatusChange
 	// StatusCommit is the status commit made ("" when none), and
@@ -150,13 +184,14 @@ type Result struct {
 	Err error
 	// FailedAt is the first step that failed ("" when none).
 	FailedAt Stage
-	// Reaction is what the failures call for (see Decide), and Requeue when
-	// to sync again (0: at the poll interval).
-	Reaction reconcile.Reaction
-	Requeue  time.Duration
-	// RetryAfter > 0 says a cluster backs off after transient failures:
-	// sync again after this long at the latest, when its backoff runs out.
-	RetryAfter time.Duration
+	// Decision is what the sync's result calls for (see decide): the one
+	// classification of it that every caller uses.
+	Decision reconcile.Decision
+
+	// requeue is how soon work in progress wants the next sync (0: none),
+	// and syncBackoff says a failure concerns the sync as a whole.
+	requeue     time.Duration
+	syncBackoff bool
 }
 
 func (r *Result) fail(stage Stage, err error) {
@@ -165,6 +200,9 @@ func (r *Result) fail(stage Stage, err error) {
 	}
 	if r.FailedAt == "" {
 		r.FailedAt = stage
+	}
+	if stage != StageApply && stage != StageObserve {
+		r.syncBackoff = true
 	}
 	r.Err = errors.Join(r.Err, fmt.Errorf("%s: %w", stage, err))
 }
@@ -194,19 +232,19 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 		diags schema.Diagnostics
 	)
 	hist, created, herr := l.history(ctx, snap)
-	if l.loaded != nil && l.loaded.rev == snap.Head && snap.Head != "" {
-		fleet, diags = l.loaded.fleet, l.loaded.diags
+	if l.mem.loaded != nil && l.mem.loaded.rev == snap.Head && snap.Head != "" {
+		fleet, diags = l.mem.loaded.fleet, l.mem.loaded.diags
 	} else {
 		// Files are parsed again only when their content changed; a
 		// duplicate name is reported on the file history added later.
-		fleet, diags = schema.Load(snap.FS, schema.WithParseCache(&l.parse), schema.WithCreationTimes(created))
-		l.loaded = &loaded{rev: snap.Head, fleet: fleet, diags: diags}
+		fleet, diags = schema.Load(snap.FS, schema.WithParseCache(&l.mem.parse), schema.WithCreationTimes(created))
+		l.mem.loaded = &loaded{rev: snap.Head, fleet: fleet, diags: diags}
 	}
 	unread := diags.Unreadable()
 	if len(unread) > 0 {
 		// A tree that was not read whole is read again by the next sync,
 		// and what it lacks is not a removal (see desiredFrom).
-		l.loaded = nil
+		l.mem.loaded = nil
 		res.fail(StageLoad, reconcile.Transient(fmt.Errorf("%s was not read whole (%s): nothing is decommissioned and no TTL expires until it is", snap.Describe, unread[0])))
 	}
 	if herr != nil {
@@ -217,17 +255,21 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 	}
 	res.Fleet, res.Diagnostics = fleet, diags
 	res.Loaded = fleet != nil
-	d, hist := l.desiredFrom(ctx, snap, fleet, diags, hist, herr, now)
-	if l.stallRev != snap.Revision {
-		l.stalled, l.stallRev = nil, snap.Revision
+	d, ferr := l.desiredFrom(ctx, snap, fleet, diags, hist, herr, now)
+	if ferr != nil {
+		log.Warn("Safety facts unavailable: nothing is decommissioned and no TTL expires", "error", ferr)
+		res.fail(StageLoad, reconcile.Transient(fmt.Errorf("%w: nothing is decommissioned and no TTL expires until it is", ferr)))
 	}
-	for name, s := range l.stalled {
+	if l.mem.stallRev != snap.Revision {
+		l.mem.stalled, l.mem.stallRev = nil, snap.Revision
+	}
+	for name, s := range l.mem.stalled {
 		if d.Stalled == nil {
 			d.Stalled = map[string]string{}
 		}
 		d.Stalled[name] = s.msg
 	}
-	for name, b := range l.backoff {
+	for name, b := range l.mem.backoff {
 		if b.Until.After(now) {
 			if d.Backoff == nil {
 				d.Backoff = map[string]reconcile.Backoff{}
@@ -243,10 +285,10 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 	}
 	res.Previous = prev
 	var prevSet *reconcile.StatusSet
-	if l.prevSet != nil && prev.From != "" && l.prevSet.from == prev.From {
-		prevSet = l.prevSet.set
+	if l.mem.prevSet != nil && prev.From != "" && l.mem.prevSet.from == prev.From {
+		prevSet = l.mem.prevSet.set
 	} else if prevSet, err = reconcile.ReadStatusFiles(prev.Files); err == nil && prev.From != "" {
-		l.prevSet = &parsedStatus{from: prev.From, set: prevSet}
+		l.mem.prevSet = &parsedStatus{from: prev.From, set: prevSet}
 	}
 	if err != nil {
 		// Status is a report: one that cannot be read is replaced, and
@@ -256,14 +298,12 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 		prevSet = &reconcile.StatusSet{Clusters: map[string]*reconcile.ClusterStatus{}}
 	}
 
-	r := &reconcile.Reconciler{Logger: l.logger(), DryRun: l.DryRun || l.Observe == ObserveStatus, Apply: l.Apply}
-	if l.last != nil && l.last.rev == snap.Revision && l.last.from == prev.From && prev.From != "" && !l.DryRun && l.Observe == ObserveLive {
-		last := l.last
-		r.Unchanged = func(o reconcile.Observed, p *reconcile.Plan, now time.Time) bool {
-			return reflect.DeepEqual(o, last.observed) && reflect.DeepEqual(*p, last.plan) && expiring(p, now) == last.expiring
-		}
-	}
-	var observed reconcile.Observed
+	dry := l.DryRun || l.Observe == ObserveStatus
+	var (
+		observed reconcile.Observed
+		world    reconcile.World
+		live     bool
+	)
 	switch {
 	case fleet == nil && len(unread) > 0:
 		// Already failed above, as a read to try again.
@@ -278,9 +318,9 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 			res.Unreachable = err
 			return res
 		}
-		r.World = w
+		world, live = w, true
 		var oerr error
-		observed, oerr = reconcile.Observe(reconcile.WithLogger(ctx, log), fleet, w, reconcile.ObserveOptions{Concurrency: l.Apply.Concurrency})
+		observed, oerr = l.observe(reconcile.WithLogger(ctx, log), res, fleet, w, now)
 		if oerr != nil {
 			log.Warn("Observation incomplete: the clusters it concerns are left alone", "error", oerr)
 			res.fail(StageObserve, oerr)
@@ -290,42 +330,45 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 			res.Unreachable = observed.Unreachable()
 		}
 	}
-	if err := l.removals(ctx, &d, hist, snap, observed); err != nil {
-		log.Warn("Safety facts unavailable: nothing is decommissioned and no TTL expires", "error", err)
-		res.fail(StageLoad, reconcile.Transient(fmt.Errorf("%w: nothing is decommissioned and no TTL expires until it is", err)))
-	}
 	res.Desired = d
-	res.Sync = r.SyncObserved(ctx, d, observed, prevSet, now)
-	if a := res.Sync.Applied; a != nil {
-		for _, c := range a.Clusters {
-			if c.Reaction == reconcile.ReactStall {
-				if l.stalled == nil {
-					l.stalled = map[string]stall{}
-				}
-				l.stalled[c.Cluster] = stall{msg: c.Err.Error()}
-			}
-		}
-		l.noteFailures(a, d.Backoff, now)
-		// A cluster waiting for something in progress has not failed.
-		var errs []error
-		for _, c := range a.Clusters {
-			if c.Err != nil && c.Reaction != reconcile.ReactRequeue {
-				errs = append(errs, fmt.Errorf("cluster %s: %w", c.Cluster, c.Err))
-			}
-		}
-		res.fail(StageApply, errors.Join(errs...))
+
+	// The steps of a sync: plan (Compute, with the gate), apply, fold what
+	// apply did into the observed world, render the status from that.
+	res.Observed = observed.WithTemplates(prevSet)
+	var limits schema.Limits
+	if fleet != nil {
+		limits = fleet.Spec.Policy.Limits()
 	}
-	if res.Sync.StatusUnchanged {
+	res.Plan = reconcile.Compute(d, res.Observed, limits, now)
+	logPlan(log, &res.Plan)
+	var requeue time.Duration
+	if !dry && live {
+		applied := reconcile.Apply(reconcile.WithLogger(ctx, l.logger()), res.Plan, world, l.Apply)
+		res.Applied = &applied
+		requeue = applied.Requeue
+		l.noteApplied(res, &applied, d.Backoff, now)
+	} else if res.Plan.InProgress() {
+		requeue = cmp.Or(l.Apply.Requeue, reconcile.DefaultRequeue)
+	}
+	res.requeue = requeue
+	res.After = reconcile.Fold(res.Observed, res.Applied)
+	if last := l.mem.last; last != nil && last.rev == snap.Revision && last.from == prev.From && prev.From != "" && !dry &&
+		(res.Applied == nil || len(res.Applied.Clusters) == 0) &&
+		reflect.DeepEqual(res.After, last.observed) && reflect.DeepEqual(res.Plan, last.plan) && expiring(&res.Plan, now) == last.expiring {
 		// The world, the plan and the revision are those of the previous
 		// sync, whose status is recorded: nothing to render or commit.
+		res.StatusUnchanged = true
 		return res
 	}
-	res.Changes = reconcile.StatusChanges(prev.Files, res.Sync.Status)
-	if l.DryRun || l.NoStatus || l.Observe == ObserveStatus {
+	in := reconcile.StatusInput{Desired: d, Observed: res.After, Plan: res.Plan, Apply: res.Applied, Previous: prevSet, Now: now}
+	res.Statuses = reconcile.ComputeStatus(in)
+	res.Status = reconcile.StatusFiles(in, res.Statuses)
+	res.Changes = reconcile.StatusChanges(prev.Files, res.Status)
+	if dry || l.NoStatus {
 		return res
 	}
 	msg := statusMessage(res.Changes)
-	commit, committed, err := l.Source.WriteStatus(ctx, fleet, res.Sync.Status, msg)
+	commit, committed, err := l.Source.WriteStatus(ctx, fleet, res.Status, msg)
 	if err != nil {
 		res.fail(StageReport, reconcile.Transient(err))
 		return res
@@ -336,10 +379,49 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 	}
 	if res.Err == nil {
 		if rs, err := l.Source.ReadStatus(ctx, fleet); err == nil && rs.From != "" {
-			l.last = &lastSync{rev: snap.Revision, from: rs.From, observed: res.Sync.After, plan: res.Sync.Plan, expiring: expiring(&res.Sync.Plan, now)}
+			l.mem.last = &lastSync{rev: snap.Revision, from: rs.From, observed: res.After, plan: res.Plan, expiring: expiring(&res.Plan, now)}
 		}
 	}
 	return res
+}
+
+// noteApplied keeps what apply's per-cluster results mean for later syncs:
+// a cluster that stalled is not retried at this revision, one that failed
+// transiently backs off; and it adds the failures to the sync's error. A
+// cluster waiting for something in progress has not failed.
+func (l *Loop) noteApplied(res *Result, a *reconcile.ApplyResult, held map[string]reconcile.Backoff, now time.Time) {
+	var errs []error
+	for _, c := range a.Clusters {
+		if c.Reaction == reconcile.ReactStall {
+			if l.mem.stalled == nil {
+				l.mem.stalled = map[string]stall{}
+			}
+			l.mem.stalled[c.Cluster] = stall{msg: c.Err.Error()}
+		}
+		if c.Err != nil && c.Reaction != reconcile.ReactRequeue {
+			errs = append(errs, fmt.Errorf("cluster %s: %w", c.Cluster, c.Err))
+		}
+	}
+	l.noteFailures(a, held, now)
+	res.fail(StageApply, errors.Join(errs...))
+}
+
+func logPlan(log *slog.Logger, p *reconcile.Plan) {
+	if p.Blocked != "" {
+		log.Warn("Nothing planned", "reason", p.Blocked)
+		return
+	}
+	runnable, blocked := 0, 0
+	for i := range p.Clusters {
+		for _, a := range p.Clusters[i].Actions {
+			if a.Runnable() {
+				runnable++
+			} else {
+				blocked++
+			}
+		}
+	}
+	log.Info("Planned sync", "clusters", len(p.Clusters), "actions", runnable, "blocked", blocked)
 }
 
 // lastSync is what a successful sync saw and recorded: a next sync that
@@ -388,24 +470,23 @@ func statusMessage(changes []reconcile.StatusChange) fgit.Message {
 // providers or Rancher changed since the last sync.
 func (l *Loop) liveWorld(ctx context.Context, fleet *schema.Fleet, log *slog.Logger) (reconcile.World, error) {
 	key := worldKey(fleet)
-	if l.worldKey == key {
-		return l.world, nil
+	if l.mem.worldKey == key {
+		return l.mem.world, nil
 	}
-	if l.closeW != nil {
-		l.closeW(ctx)
-		l.closeW = nil
+	if l.mem.closeW != nil {
+		l.mem.closeW(ctx)
+		l.mem.closeW = nil
 	}
-	build := l.World
-	if build == nil {
-		build = LiveWorld
+	if l.World == nil {
+		return reconcile.World{}, errors.New("the loop was given no world to observe (Loop.World is nil)")
 	}
-	w, closeW, err := build(ctx, fleet, log)
+	w, closeW, err := l.World(ctx, fleet, log)
 	if err != nil {
-		l.world, l.worldKey = reconcile.World{}, ""
+		l.mem.world, l.mem.worldKey = reconcile.World{}, ""
 		return reconcile.World{}, err
 	}
 	w = Bound(w, l.CallTimeout)
-	l.world, l.worldKey, l.closeW = w, key, closeW
+	l.mem.world, l.mem.worldKey, l.mem.closeW = w, key, closeW
 	return w, nil
 }
 

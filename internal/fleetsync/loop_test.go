@@ -89,14 +89,14 @@ func (e *env) converge(l *fleetsync.Loop) *fleetsync.Result {
 		if res.Err != nil {
 			e.t.Fatalf("sync %d: %v", i, res.Err)
 		}
-		if prev != nil && prev.Sync.Plan.After != res.Sync.Plan.Before {
-			e.t.Errorf("sync %d: cost after %v, but the next sync finds %v", i-1, prev.Sync.Plan.After, res.Sync.Plan.Before)
+		if prev != nil && prev.Plan.After != res.Plan.Before {
+			e.t.Errorf("sync %d: cost after %v, but the next sync finds %v", i-1, prev.Plan.After, res.Plan.Before)
 		}
 		prev = res
 		e.w.Settle()
 		e.w.Advance(time.Minute)
 		e.now = e.now.Add(time.Minute)
-		if res.Sync.Plan.Converged() {
+		if res.Plan.Converged() {
 			return res
 		}
 	}
@@ -194,8 +194,8 @@ func TestCrashAroundTheStatusCommit(t *testing.T) {
 				if !errors.Is(res.Err, errKilled) {
 					t.Fatalf("sync %d: %v", i, res.Err)
 				}
-				if res.Reaction != reconcile.ReactRetry {
-					t.Errorf("a failed status push reacts %v, want a retry", res.Reaction)
+				if res.Decision.Reaction != reconcile.ReactRetry || !res.Decision.Backoff {
+					t.Errorf("a failed status push decides %+v, want a retry of the sync with backoff", res.Decision)
 				}
 				_ = src.Close()
 				e.checkNoTwins()

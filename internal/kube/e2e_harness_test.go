@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"testing/fstest"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,6 +21,8 @@ import (
 
 	"github.com/vmware/govmomi/vim25"
 
+	"github.com/fleetd/fleetd/internal/fleetsync"
+	fgit "github.com/fleetd/fleetd/internal/git"
 	"github.com/fleetd/fleetd/internal/rancher"
 	"github.com/fleetd/fleetd/internal/rancherstandin"
 	"github.com/fleetd/fleetd/internal/vcsimserver"
@@ -223,24 +226,27 @@ func (g recProvider) Delete(ctx context.Context, ids []string) error {
 	return errors.Join(g.Provider.Delete(ctx, ids), after)
 }
 
-// e2e runs syncs of a fleet against the real apiserver with the Rancher
-// stand-in and the vCenter simulator.
+// e2e runs fleetd's sync loop (internal/fleetsync, as `fleetd run` does)
+// on a fleet repo in a real git repository against the real apiserver with
+// the Rancher stand-in and the vCenter simulator.
 type e2e struct {
-	t       *testing.T
-	ctx     context.Context
-	rs      *rancherstandin.Rancher
-	vc      *vcsimserver.Server
-	vim     *vim25.Client
-	caFile  string
-	fleet   *reconciletest.Fleet
-	rev     string
-	created map[string]time.Time
-	prev    *reconcile.StatusSet
-	rec     *recorder
-	world   reconcile.World
-	closers []func()
-	logs    *bytes.Buffer
-	// status is the last status rendered; steps the plans' actions per sync.
+	t      *testing.T
+	ctx    context.Context
+	rs     *rancherstandin.Rancher
+	vc     *vcsimserver.Server
+	vim    *vim25.Client
+	caFile string
+	fleet  *reconciletest.Fleet
+	// remote is the fleet repo (a git work tree the loop clones), work the
+	// loop's kept clone, committed the files of the last fleet commit.
+	remote, work string
+	committed    map[string][]byte
+	rec          *recorder
+	world        reconcile.World
+	loop         *fleetsync.Loop
+	closers      []func()
+	logs         *bytes.Buffer
+	// status is the last status rendered; plans the plans, one per sync.
 	status map[string][]byte
 	plans  []string
 	// steps are the removal steps status showed for each machine, in order.
@@ -249,6 +255,9 @@ type e2e struct {
 
 func newE2E(t *testing.T, fleetName string) *e2e {
 	rs := needRancher(t)
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git binary not installed")
+	}
 	ctx := context.Background()
 	vc, err := vcsimserver.Start(ctx, vcsimserver.Options{})
 	if err != nil {
@@ -274,8 +283,8 @@ func newE2E(t *testing.T, fleetName string) *e2e {
 	spec := vc.Spec("fleetd", "env:FLEETD_TEST_VSPHERE", caFile)
 	f.F.Spec.Providers[0].VSphere = &spec
 	e := &e2e{t: t, ctx: ctx, rs: rs, vc: vc, vim: vim, caFile: caFile, fleet: f,
-		rev: "0123456789abcdef0123456789abcdef01234567", created: map[string]time.Time{}, logs: &bytes.Buffer{}}
-	f.F.Spec.Policy.ConfirmPrune = e.rev
+		remote: t.TempDir(), work: t.TempDir(), logs: &bytes.Buffer{}}
+	e.git("init", "-q", "-b", "main")
 	e.restart()
 	t.Cleanup(func() {
 		for _, c := range e.closers {
@@ -285,8 +294,66 @@ func newE2E(t *testing.T, fleetName string) *e2e {
 	return e
 }
 
-// restart builds a fresh Registry, Nodes and provider, as a restarted fleetd
-// would: nothing is carried over but what the world holds.
+func (e *e2e) git(args ...string) string {
+	e.t.Helper()
+	cmd := exec.Command("git", append([]string{"-C", e.remote, "-c", "user.name=Team", "-c", "user.email=team@example.com"}, args...)...)
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		e.t.Fatalf("git %v: %v: %s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// commit makes the fleet repo hold the test fleet, as a team's merge would:
+// one commit when the files changed. A commit that removes clusters is
+// followed by the one a person makes to confirm the removal
+// (policy.confirmPrune naming it), as the prune guard asks.
+func (e *e2e) commit() {
+	e.t.Helper()
+	files, err := e.fleet.Files()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if maps.EqualFunc(files, e.committed, bytes.Equal) {
+		return
+	}
+	removed := false
+	for p := range e.committed {
+		if _, ok := files[p]; !ok && p != schema.FleetFile {
+			removed = true
+		}
+	}
+	write := func(files map[string][]byte) {
+		if err := os.RemoveAll(filepath.Join(e.remote, schema.ClustersDir)); err != nil {
+			e.t.Fatal(err)
+		}
+		for p, b := range files {
+			full := filepath.Join(e.remote, filepath.FromSlash(p))
+			if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+				e.t.Fatal(err)
+			}
+			if err := os.WriteFile(full, b, 0o644); err != nil {
+				e.t.Fatal(err)
+			}
+		}
+		e.git("add", "-A")
+		e.git("commit", "-q", "--allow-empty", "-m", "fleet change")
+	}
+	write(files)
+	if removed {
+		e.fleet.F.Spec.Policy.ConfirmPrune = e.git("rev-parse", "HEAD")
+		if files, err = e.fleet.Files(); err != nil {
+			e.t.Fatal(err)
+		}
+		write(files)
+	}
+	e.committed = files
+}
+
+// restart builds a fresh Registry, Nodes and provider and a new loop on the
+// kept clone, as a restarted fleetd would: nothing is carried over but what
+// the world and the repositories hold.
 func (e *e2e) restart() {
 	e.t.Helper()
 	for _, c := range e.closers {
@@ -321,6 +388,29 @@ func (e *e2e) restart() {
 		Registry:  recRegistry{Registry: reg, r: e.rec},
 		Nodes:     recNodes{Nodes: nodes, r: e.rec},
 	}
+	src := &fleetsync.RepoSource{Options: fgit.Options{URL: e.remote, Branch: "main", Dir: e.work, Logger: log}}
+	e.closers = append(e.closers, func() { _ = src.Close() })
+	e.loop = &fleetsync.Loop{
+		Source: crashSource{Source: src, r: e.rec},
+		World: func(context.Context, *schema.Fleet, *slog.Logger) (reconcile.World, func(context.Context), error) {
+			return e.world, func(context.Context) {}, nil
+		},
+		Logger: log,
+	}
+}
+
+// crashSource is the fleet repo as a crashed fleetd sees it: no status is
+// written after the crash.
+type crashSource struct {
+	fleetsync.Source
+	r *recorder
+}
+
+func (s crashSource) WriteStatus(ctx context.Context, f *schema.Fleet, files map[string][]byte, msg fgit.Message) (string, bool, error) {
+	if err := s.r.read(); err != nil {
+		return "", false, err
+	}
+	return s.Source.WriteStatus(ctx, f, files, msg)
 }
 
 func (e *e2e) add(c reconciletest.Cluster) {
@@ -328,37 +418,23 @@ func (e *e2e) add(c reconciletest.Cluster) {
 	e.fleet.Add(c)
 }
 
-func (e *e2e) desired() reconcile.Desired {
-	for _, c := range e.fleet.F.Clusters {
-		if _, ok := e.created[c.Spec.Name]; !ok {
-			e.created[c.Spec.Name] = time.Now()
-		}
-	}
-	return reconcile.Desired{Fleet: e.fleet.F, Revision: e.rev, CreatedAt: e.created}
-}
-
-// sync runs one sync, then lets the world move: the agents of new VMs
-// register, nodes of vanished VMs go NotReady, and the stand-in's
-// controllers run.
-func (e *e2e) sync() reconcile.SyncResult {
+// sync commits the fleet when it changed, runs one sync of the loop, then
+// lets the world move: the agents of new VMs register, nodes of vanished
+// VMs go NotReady, and the stand-in's controllers run.
+func (e *e2e) sync() *fleetsync.Result {
 	e.t.Helper()
-	rc := &reconcile.Reconciler{World: e.world, Logger: slog.New(slog.NewTextHandler(e.logs, nil)),
-		Apply: reconcile.ApplyOptions{}}
-	res := rc.Sync(e.ctx, e.desired(), e.prev, time.Now())
-	e.status = res.Status
-	fsys := fstest.MapFS{}
-	for p, b := range res.Status {
-		fsys[p] = &fstest.MapFile{Data: b}
+	e.commit()
+	res := e.loop.Sync(e.ctx)
+	if res.Snapshot == nil || !res.Loaded {
+		e.t.Fatalf("the fleet repo did not load: %v %v", res.Err, res.Diagnostics)
 	}
-	set, err := reconcile.ReadStatus(fsys)
-	if err != nil {
-		e.t.Fatalf("status does not read back: %v", err)
+	if res.Status != nil {
+		e.status = res.Status
 	}
-	e.prev = set
 	if e.steps == nil {
 		e.steps = map[string][]string{}
 	}
-	for _, c := range set.Clusters {
+	for _, c := range res.Statuses {
 		for _, p := range c.Pools {
 			for _, m := range p.Machines {
 				if seen := e.steps[m.Name]; m.Step != "" && (len(seen) == 0 || seen[len(seen)-1] != m.Step) {
@@ -393,11 +469,11 @@ func (e *e2e) converge(max int) int {
 	e.t.Helper()
 	for i := 1; i <= max; i++ {
 		res := e.sync()
-		if res.Plan.Converged() && res.Err() == nil {
+		if res.Plan.Converged() && res.Err == nil {
 			return i
 		}
 		if i == max {
-			e.t.Fatalf("not converged after %d syncs; last plan:\n%s\nerr: %v\nviolations: %v", max, e.plans[len(e.plans)-1], res.Err(), e.rec.violations)
+			e.t.Fatalf("not converged after %d syncs; last plan:\n%s\nerr: %v\nviolations: %v", max, e.plans[len(e.plans)-1], res.Err, e.rec.violations)
 		}
 	}
 	return max

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/fleetd/fleetd/internal/fleetsync"
 	"github.com/fleetd/fleetd/internal/rancher"
 	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/reconcile/reconciletest"
@@ -208,13 +209,13 @@ func TestEndToEndPDBBlocks(t *testing.T) {
 
 	e.add(reconciletest.Cluster{Name: "e2e-pdb", Team: "payments", Pools: reconciletest.Standard(1, 1)})
 	e.rec.calls = nil
-	var last reconcile.SyncResult
+	var last *fleetsync.Result
 	for range 4 {
 		last = e.sync()
 	}
 	st := string(e.status["status/payments/e2e-pdb.yaml"])
 	if !strings.Contains(st, "PodDisruptionBudget e2e-pdb-apps/db-quorum") {
-		t.Errorf("status does not name the blocking budget:\n%s\nerr: %v", st, last.Err())
+		t.Errorf("status does not name the blocking budget:\n%s\nerr: %v", st, last.Err)
 	}
 	draining := 0
 	for _, w := range workers {

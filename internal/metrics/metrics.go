@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fleetd/fleetd/internal/daemon"
+	"github.com/fleetd/fleetd/reconcile"
 )
 
 // Metrics is fleetd's set of metrics, registered in a registry of its own
@@ -105,7 +106,7 @@ func New() *Metrics {
 	)
 	// Counters with a small known label set start at zero, so that rate()
 	// and absent() work before the first event.
-	for _, r := range []string{daemon.ResultSuccess, daemon.ResultRequeue, daemon.ResultRetry, daemon.ResultStalled, daemon.ResultFailed} {
+	for _, r := range []string{reconcile.ResultSuccess, reconcile.ResultRequeue, reconcile.ResultRetry, reconcile.ResultStalled, reconcile.ResultFailed} {
 		m.syncs.WithLabelValues(r)
 	}
 	return m

@@ -54,7 +54,7 @@ func TestRecordSync(t *testing.T) {
 	}
 
 	// A failed fetch reports nothing about the world: the gauges stay.
-	m.RecordSync(daemon.Outcome{Err: reconcile.Transient(errors.New("dial tcp: refused"))}, time.Second)
+	m.RecordSync(daemon.Outcome{Err: errors.New("dial tcp: refused"), Decision: reconcile.Decision{Reaction: reconcile.ReactRetry, Backoff: true}}, time.Second)
 	if got := testutil.ToFloat64(m.syncs.WithLabelValues("retry")); got != 1 {
 		t.Errorf("syncs retry = %v", got)
 	}
@@ -82,7 +82,7 @@ func TestRecordSync(t *testing.T) {
 func TestHandlerServesThePrivateRegistry(t *testing.T) {
 	m := New()
 	m.Webhook("github", WebhookAccepted)
-	m.RecordSync(daemon.Outcome{Err: reconcile.Stalled(errors.New("bad spec"))}, time.Second)
+	m.RecordSync(daemon.Outcome{Err: errors.New("bad spec"), Decision: reconcile.Decision{Reaction: reconcile.ReactStall}}, time.Second)
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 	resp, err := http.Get(srv.URL)

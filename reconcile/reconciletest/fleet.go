@@ -1,10 +1,14 @@
 package reconciletest
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
+
+	"sigs.k8s.io/yaml"
 
 	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/schema"
@@ -17,6 +21,8 @@ const DefaultVersion = "v1.31.4+rke2r1"
 // schema.Load would expand them, without YAML.
 type Fleet struct {
 	F *schema.Fleet
+	// classes are the clusters' own classes, by cluster name, for Files.
+	classes map[string]schema.Class
 }
 
 // NewFleet returns a fleet named acme with providers aws-eu (AWS) and dc1
@@ -88,6 +94,10 @@ func Standard(control, workers int) []Pool {
 // the clusters sorted by name. It replaces a cluster of the same name.
 func (b *Fleet) Add(c Cluster) *schema.Cluster {
 	sc := b.Build(c)
+	if b.classes == nil {
+		b.classes = map[string]schema.Class{}
+	}
+	b.classes[c.Name] = classOf(c)
 	b.F.Clusters = slices.DeleteFunc(b.F.Clusters, func(x *schema.Cluster) bool { return x.Spec.Name == c.Name })
 	b.F.Clusters = append(b.F.Clusters, sc)
 	slices.SortFunc(b.F.Clusters, func(x, y *schema.Cluster) int { return strings.Compare(x.Spec.Name, y.Spec.Name) })
@@ -116,12 +126,8 @@ func (b *Fleet) Build(c Cluster) *schema.Cluster {
 	}
 	// Expand the cluster the way the loader does: a class of its own pools,
 	// and its access entries beside the owning team's default binding.
-	class := schema.Class{KubernetesVersion: c.KubernetesVersion}
-	for _, p := range c.Pools {
-		class.Pools = append(class.Pools, schema.Pool{Name: p.Name, Roles: p.Roles, Replicas: p.Replicas, Size: p.Size})
-	}
 	fs := *s
-	fs.Classes = map[string]schema.Class{"test": class}
+	fs.Classes = map[string]schema.Class{"test": classOf(c)}
 	spec := schema.ClusterSpec{APIVersion: schema.APIVersion, Kind: schema.KindCluster, Name: c.Name, Team: c.Team,
 		Provider: c.Provider, Class: "test", Protected: c.Protected, Paused: c.Paused}
 	if c.TTL > 0 {
@@ -132,6 +138,57 @@ func (b *Fleet) Build(c Cluster) *schema.Cluster {
 	}
 	eff := schema.Expand(&fs, &spec)
 	return &schema.Cluster{Path: "clusters/" + c.Team + "/" + c.Name + ".yaml", Spec: spec, Effective: eff}
+}
+
+func classOf(c Cluster) schema.Class {
+	class := schema.Class{KubernetesVersion: cmp.Or(c.KubernetesVersion, DefaultVersion)}
+	pools := c.Pools
+	if pools == nil {
+		pools = Standard(1, 1)
+	}
+	for _, p := range pools {
+		class.Pools = append(class.Pools, schema.Pool{Name: p.Name, Roles: p.Roles, Replicas: p.Replicas, Size: p.Size})
+	}
+	return class
+}
+
+// Files renders the fleet as the files of a fleet repo, by path: fleet.yaml,
+// with a class of its own for each cluster (named after it), and one file
+// per cluster. Loading them gives the fleet back. Pricing of providers the
+// fleet does not have is left out.
+func (b *Fleet) Files() (map[string][]byte, error) {
+	spec := b.F.Spec
+	spec.Classes = map[string]schema.Class{}
+	files := map[string][]byte{}
+	for _, c := range b.F.Clusters {
+		class, ok := b.classes[c.Spec.Name]
+		if !ok {
+			return nil, fmt.Errorf("cluster %s was not added with Add", c.Spec.Name)
+		}
+		spec.Classes[c.Spec.Name] = class
+		cs := c.Spec
+		cs.Class = c.Spec.Name
+		y, err := yaml.Marshal(cs)
+		if err != nil {
+			return nil, err
+		}
+		files[c.Path] = y
+	}
+	if len(spec.Classes) == 0 {
+		spec.Classes["test"] = classOf(Cluster{})
+	}
+	spec.Pricing = maps.Clone(spec.Pricing)
+	for name := range spec.Pricing {
+		if !slices.ContainsFunc(spec.Providers, func(p schema.Provider) bool { return p.Name == name }) {
+			delete(spec.Pricing, name)
+		}
+	}
+	y, err := yaml.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	files[schema.FleetFile] = y
+	return files, nil
 }
 
 // Machines returns the machines a cluster's pools would have once converged:

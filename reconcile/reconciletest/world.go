@@ -527,3 +527,20 @@ func cloneNodes(m map[string]bool) map[string]bool {
 	}
 	return out
 }
+
+// ClusterNames lists, sorted, the clusters the world holds machines or a
+// Rancher registration of.
+func (w *World) ClusterNames() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	seen := map[string]bool{}
+	for _, byID := range w.vms {
+		for _, v := range byID {
+			seen[v.m.Cluster] = true
+		}
+	}
+	for _, c := range w.clusters {
+		seen[c.rc.Name] = true
+	}
+	return slices.Sorted(maps.Keys(seen))
+}
