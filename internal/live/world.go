@@ -129,4 +129,3 @@ func closeProviders(ctx context.Context, providers map[string]reconcile.Provider
 		}
 	}
 }
-
