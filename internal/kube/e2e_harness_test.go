@@ -2,8 +2,8 @@ package kube
 
 import (
 	"bytes"
+	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -32,48 +32,56 @@ import (
 	"github.com/fleetd/fleetd/schema"
 )
 
-// errCrashed is what every call returns after a simulated crash of fleetd.
-var errCrashed = errors.New("e2e: fleetd crashed")
-
-// recorder logs every call the reconciler makes to the real Registry, Nodes
-// and vSphere provider, checks the removal order at each VM deletion, and can
-// crash the process after k changing calls (with or without a lost reply).
+// recorder puts reconciletest's fault layer (Faulty) in front of the real
+// Registry, Nodes and vSphere provider: it logs every call, checks the
+// removal order at each VM deletion, and can crash fleetd after k changing
+// calls (with or without a lost reply).
 type recorder struct {
+	f   *reconciletest.Faulty
+	ctx context.Context
+	// prov is the provider itself, and dyn the apiserver, for the checks.
+	prov reconcile.Provider
+	dyn  dynamic.Interface
+
 	mu         sync.Mutex
-	calls      []string
-	changes    int
-	crashAfter int // -1: never
-	lostReply  bool
+	names      map[string]string // VM names by ID, seen at deletions
 	crashed    bool
 	violations []string
 }
 
-// gate is called before a changing call: it returns whether to run the call
-// and the error to return after it (a crash, or a lost reply).
-func (r *recorder) gate(op string) (run bool, after error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.crashed {
-		return false, errCrashed
-	}
-	r.calls = append(r.calls, op)
-	r.changes++
-	if r.crashAfter >= 0 && r.changes > r.crashAfter {
-		r.crashed = true
-		if r.lostReply {
-			return true, errCrashed
-		}
-		r.calls[len(r.calls)-1] += " (crashed before)"
-		return false, errCrashed
-	}
-	return true, nil
+func newRecorder(ctx context.Context) *recorder {
+	r := &recorder{f: &reconciletest.Faulty{}, ctx: ctx, names: map[string]string{}}
+	r.f.Inject(r.check)
+	return r
 }
 
-func (r *recorder) read() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.crashed {
-		return errCrashed
+// check is a fault that fails nothing: at every VM deletion it checks that
+// the VM's Rancher Machine is gone (404) and its cluster is not being
+// deleted in Rancher, and it remembers the VMs' names.
+func (r *recorder) check(c reconciletest.Call) error {
+	if c.Op != "dc1.Delete" {
+		return nil
+	}
+	ms, err := r.prov.List(r.ctx)
+	if err != nil {
+		r.violate("cannot list the VMs to check a deletion: %v", err)
+		return nil
+	}
+	for _, m := range ms {
+		if !slices.Contains(c.Args, m.ID) {
+			continue
+		}
+		r.mu.Lock()
+		r.names[m.ID] = m.Name
+		r.mu.Unlock()
+		_, err := r.dyn.Resource(rancher.MachineGVR("v1beta2")).Namespace("fleet-default").Get(r.ctx, reconcile.RancherMachineName(m.Name), metav1.GetOptions{})
+		if !apierrors.IsNotFound(err) {
+			r.violate("VM %s deleted while its Rancher Machine exists (get: %v)", m.Name, err)
+		}
+		pc, err := r.dyn.Resource(rancher.ProvisioningClusterGVR).Namespace("fleet-default").Get(r.ctx, m.Cluster, metav1.GetOptions{})
+		if err == nil && pc.GetDeletionTimestamp() != nil {
+			r.violate("VM %s deleted while its cluster %s is being deleted in Rancher", m.Name, m.Cluster)
+		}
 	}
 	return nil
 }
@@ -84,147 +92,72 @@ func (r *recorder) violate(format string, args ...any) {
 	r.mu.Unlock()
 }
 
-type recRegistry struct {
-	reconcile.Registry
-	r *recorder
-}
-
-func (g recRegistry) Clusters(ctx context.Context) ([]reconcile.RancherCluster, error) {
-	if err := g.r.read(); err != nil {
-		return nil, err
-	}
-	return g.Registry.Clusters(ctx)
-}
-
-func (g recRegistry) Machines(ctx context.Context, c string) ([]reconcile.RancherMachine, error) {
-	if err := g.r.read(); err != nil {
-		return nil, err
-	}
-	return g.Registry.Machines(ctx, c)
-}
-
-func (g recRegistry) JoinCommand(ctx context.Context, c string, roles []string) (string, error) {
-	if err := g.r.read(); err != nil {
-		return "", err
-	}
-	return g.Registry.JoinCommand(ctx, c, roles)
-}
-
-func (g recRegistry) Register(ctx context.Context, s reconcile.RegisterSpec) (reconcile.RancherCluster, error) {
-	run, after := g.r.gate("register " + s.Name)
-	if !run {
-		return reconcile.RancherCluster{}, after
-	}
-	rc, err := g.Registry.Register(ctx, s)
-	return rc, errors.Join(err, after)
-}
-
-func (g recRegistry) Bind(ctx context.Context, c string, b reconcile.Binding) error {
-	run, after := g.r.gate("bind " + c + " " + b.PrincipalID + " " + b.Role)
-	if !run {
-		return after
-	}
-	return errors.Join(g.Registry.Bind(ctx, c, b), after)
-}
-
-func (g recRegistry) Unbind(ctx context.Context, c string, b reconcile.Binding) error {
-	run, after := g.r.gate("unbind " + c + " " + b.PrincipalID + " " + b.Role)
-	if !run {
-		return after
-	}
-	return errors.Join(g.Registry.Unbind(ctx, c, b), after)
-}
-
-func (g recRegistry) DeleteMachine(ctx context.Context, c, m string, excludeDrain bool) error {
-	run, after := g.r.gate(fmt.Sprintf("delete-rancher-machine %s excludeDrain=%t", m, excludeDrain))
-	if !run {
-		return after
-	}
-	return errors.Join(g.Registry.DeleteMachine(ctx, c, m, excludeDrain), after)
-}
-
-func (g recRegistry) Unregister(ctx context.Context, c string) error {
-	run, after := g.r.gate("unregister " + c)
-	if !run {
-		return after
-	}
-	return errors.Join(g.Registry.Unregister(ctx, c), after)
-}
-
-type recNodes struct {
-	reconcile.Nodes
-	r *recorder
-}
-
-func (g recNodes) Ready(ctx context.Context, c reconcile.ClusterRef) (map[string]bool, error) {
-	if err := g.r.read(); err != nil {
-		return nil, err
-	}
-	return g.Nodes.Ready(ctx, c)
-}
-
-func (g recNodes) Drain(ctx context.Context, c reconcile.ClusterRef, node string) error {
-	run, after := g.r.gate("drain " + node)
-	if !run {
-		return after
-	}
-	return errors.Join(g.Nodes.Drain(ctx, c, node), after)
-}
-
-// recProvider checks, at every VM deletion, that the VM's Rancher Machine is
-// gone (404) and its cluster is not being deleted in Rancher.
-type recProvider struct {
-	reconcile.Provider
-	r   *recorder
-	dyn dynamic.Interface
-}
-
-func (g recProvider) List(ctx context.Context) ([]reconcile.Machine, error) {
-	if err := g.r.read(); err != nil {
-		return nil, err
-	}
-	return g.Provider.List(ctx)
-}
-
-func (g recProvider) Create(ctx context.Context, specs []reconcile.MachineSpec) ([]reconcile.Machine, error) {
-	var names []string
-	for _, s := range specs {
-		names = append(names, s.Name)
-	}
-	run, after := g.r.gate("create-vm " + strings.Join(names, ","))
-	if !run {
-		return nil, after
-	}
-	ms, err := g.Provider.Create(ctx, specs)
-	return ms, errors.Join(err, after)
-}
-
-func (g recProvider) Delete(ctx context.Context, ids []string) error {
-	ms, err := g.Provider.List(ctx)
-	if err != nil {
+// crashAfter crashes fleetd after its next k changing calls: every later
+// call fails, and no status is written.
+func (r *recorder) crashAfter(k int, lostReply bool) {
+	crash := reconciletest.CrashAfterChanges(k, lostReply)
+	r.f.Inject(func(c reconciletest.Call) error {
+		err := crash(c)
+		if err != nil {
+			r.mu.Lock()
+			r.crashed = true
+			r.mu.Unlock()
+		}
 		return err
-	}
-	var names []string
-	for _, m := range ms {
-		if !slices.Contains(ids, m.ID) {
+	})
+}
+
+// restarted ends the crash: the faults are the checks alone again.
+func (r *recorder) restarted() {
+	r.f.ClearFaults()
+	r.f.Inject(r.check)
+	r.mu.Lock()
+	r.crashed = false
+	r.mu.Unlock()
+}
+
+func (r *recorder) isCrashed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.crashed
+}
+
+// calls lists the changing calls since the last reset, as
+// "drain <node>", "delete-rancher-machine <machine> excludeDrain=<bool>",
+// "delete-vm <names>", "unregister <cluster>", and so on.
+func (r *recorder) calls() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, c := range r.f.Calls() {
+		if !c.Changes {
 			continue
 		}
-		names = append(names, m.Name)
-		_, err := g.dyn.Resource(rancher.MachineGVR("v1beta2")).Namespace("fleet-default").Get(ctx, reconcile.RancherMachineName(m.Name), metav1.GetOptions{})
-		if !apierrors.IsNotFound(err) {
-			g.r.violate("VM %s deleted while its Rancher Machine exists (get: %v)", m.Name, err)
+		var s string
+		switch c.Op {
+		case "nodes.Drain":
+			s = "drain " + strings.Join(c.Args, " ")
+		case "rancher.DeleteMachine":
+			m, exclude := strings.CutSuffix(c.Args[0], " excludeDrain")
+			s = fmt.Sprintf("delete-rancher-machine %s excludeDrain=%t", m, exclude)
+		case "dc1.Delete":
+			var names []string
+			for _, id := range c.Args {
+				names = append(names, cmp.Or(r.names[id], id))
+			}
+			s = "delete-vm " + strings.Join(names, ",")
+		case "dc1.Create":
+			s = "create-vm " + strings.Join(c.Args, ",")
+		default:
+			s = strings.ToLower(strings.TrimPrefix(c.Op, "rancher.")) + " " + strings.Join(append([]string{c.Cluster}, c.Args...), " ")
 		}
-		pc, err := g.dyn.Resource(rancher.ProvisioningClusterGVR).Namespace("fleet-default").Get(ctx, m.Cluster, metav1.GetOptions{})
-		if err == nil && pc.GetDeletionTimestamp() != nil {
-			g.r.violate("VM %s deleted while its cluster %s is being deleted in Rancher", m.Name, m.Cluster)
-		}
+		out = append(out, strings.TrimSpace(s))
 	}
-	run, after := g.r.gate("delete-vm " + strings.Join(names, ","))
-	if !run {
-		return after
-	}
-	return errors.Join(g.Provider.Delete(ctx, ids), after)
+	return out
 }
+
+// reset empties the call log.
+func (r *recorder) reset() { r.f.ResetCalls() }
 
 // e2e runs fleetd's sync loop (internal/fleetsync, as `fleetd run` does)
 // on a fleet repo in a real git repository against the real apiserver with
@@ -381,13 +314,14 @@ func (e *e2e) restart() {
 		e.t.Fatal(err)
 	}
 	if e.rec == nil {
-		e.rec = &recorder{crashAfter: -1}
+		e.rec = newRecorder(e.ctx)
 	}
-	e.world = reconcile.World{
-		Providers: map[string]reconcile.Provider{"dc1": recProvider{Provider: prov, r: e.rec, dyn: dyn}},
-		Registry:  recRegistry{Registry: reg, r: e.rec},
-		Nodes:     recNodes{Nodes: nodes, r: e.rec},
-	}
+	e.rec.prov, e.rec.dyn = prov, dyn
+	e.world = e.rec.f.Wrap(reconcile.World{
+		Providers: map[string]reconcile.Provider{"dc1": prov},
+		Registry:  reg,
+		Nodes:     nodes,
+	})
 	src := &fleetsync.RepoSource{Options: fgit.Options{URL: e.remote, Branch: "main", Dir: e.work, Logger: log}}
 	e.closers = append(e.closers, func() { _ = src.Close() })
 	e.loop = &fleetsync.Loop{
@@ -407,8 +341,8 @@ type crashSource struct {
 }
 
 func (s crashSource) WriteStatus(ctx context.Context, f *schema.Fleet, files map[string][]byte, msg fgit.Message) (string, bool, error) {
-	if err := s.r.read(); err != nil {
-		return "", false, err
+	if s.r.isCrashed() {
+		return "", false, reconciletest.ErrCrashed
 	}
 	return s.Source.WriteStatus(ctx, f, files, msg)
 }

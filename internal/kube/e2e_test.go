@@ -102,7 +102,7 @@ func TestEndToEndRegisterScaleDecommission(t *testing.T) {
 	if len(removed) != 2 {
 		t.Fatalf("removed %v, want 2 workers", removed)
 	}
-	checkRemovalOrder(t, e.rec.calls, removed, true)
+	checkRemovalOrder(t, e.rec.calls(), removed, true)
 	checkSteps(t, e, removed)
 	e.checkSettled("e2e-a", 1, 2)
 	// The plans show the steps in order: drain, delete Rancher machine, delete VM.
@@ -126,11 +126,11 @@ func TestEndToEndRegisterScaleDecommission(t *testing.T) {
 		t.Errorf("provisioning cluster finalizers %v (%v), want Rancher's capi-resources-cleanup", pc.GetFinalizers(), err)
 	}
 	e.fleet.Remove("e2e-a")
-	e.rec.calls = nil
+	e.rec.reset()
 	n = e.converge(20)
-	t.Logf("decommissioned in %d syncs: %v", n, e.rec.calls)
-	un := callIndex(e.rec.calls, "unregister ", "e2e-a")
-	firstVM := callIndex(e.rec.calls, "delete-vm ", "e2e-a")
+	t.Logf("decommissioned in %d syncs: %v", n, e.rec.calls())
+	un := callIndex(e.rec.calls(), "unregister ", "e2e-a")
+	firstVM := callIndex(e.rec.calls(), "delete-vm ", "e2e-a")
 	if un < 0 || firstVM < 0 || un > firstVM {
 		t.Errorf("decommission order: unregister %d, first VM deletion %d", un, firstVM)
 	}
@@ -172,7 +172,7 @@ func TestEndToEndReplaceEtcd(t *testing.T) {
 	e.rs.ResetQuorumWatch(id)
 
 	e.add(reconciletest.Cluster{Name: "e2e-etcd", Team: "payments", Pools: reconciletest.Standard(3, 1), KubernetesVersion: "v1.32.1+rke2r1"})
-	e.rec.calls = nil
+	e.rec.reset()
 	n := e.converge(60)
 	after := e.vmNames("e2e-etcd")
 	removed := gone(before, after)
@@ -180,7 +180,7 @@ func TestEndToEndReplaceEtcd(t *testing.T) {
 	if len(removed) != 4 {
 		t.Errorf("removed %v, want all 4 machines replaced", removed)
 	}
-	checkRemovalOrder(t, e.rec.calls, removed, true)
+	checkRemovalOrder(t, e.rec.calls(), removed, true)
 	checkSteps(t, e, removed)
 	e.checkSettled("e2e-etcd", 3, 4)
 	if w := e.rs.FewestReadyMembers(id); w < 2 {
@@ -208,7 +208,7 @@ func TestEndToEndPDBBlocks(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 
 	e.add(reconciletest.Cluster{Name: "e2e-pdb", Team: "payments", Pools: reconciletest.Standard(1, 1)})
-	e.rec.calls = nil
+	e.rec.reset()
 	var last *fleetsync.Result
 	for range 4 {
 		last = e.sync()
@@ -226,8 +226,8 @@ func TestEndToEndPDBBlocks(t *testing.T) {
 	if draining != 1 {
 		t.Errorf("status shows %d machines Draining, want the one being removed: %v", draining, e.steps)
 	}
-	if callIndex(e.rec.calls, "delete-rancher-machine", "") >= 0 || callIndex(e.rec.calls, "delete-vm", "") >= 0 {
-		t.Errorf("something was deleted while the drain was blocked: %v", e.rec.calls)
+	if callIndex(e.rec.calls(), "delete-rancher-machine", "") >= 0 || callIndex(e.rec.calls(), "delete-vm", "") >= 0 {
+		t.Errorf("something was deleted while the drain was blocked: %v", e.rec.calls())
 	}
 	if len(e.vmNames("e2e-pdb")) != 3 || len(e.rancherMachines("e2e-pdb")) != 3 {
 		t.Error("a machine is gone while its drain is blocked")
@@ -252,13 +252,13 @@ func TestEndToEndVMDeletedOutOfBand(t *testing.T) {
 	}
 	destroyVM(t, e, victim)
 	e.settle()
-	e.rec.calls = nil
+	e.rec.reset()
 	e.converge(20)
-	if i := callIndex(e.rec.calls, "delete-rancher-machine "+reconcile.RancherMachineName(victim), "excludeDrain=true"); i < 0 {
-		t.Errorf("the vanished VM's Rancher machine was not deleted with drain excluded: %v", e.rec.calls)
+	if i := callIndex(e.rec.calls(), "delete-rancher-machine "+reconcile.RancherMachineName(victim), "excludeDrain=true"); i < 0 {
+		t.Errorf("the vanished VM's Rancher machine was not deleted with drain excluded: %v", e.rec.calls())
 	}
-	if i := callIndex(e.rec.calls, "drain ", victim); i >= 0 {
-		t.Errorf("fleetd drained the node of a vanished VM: %v", e.rec.calls)
+	if i := callIndex(e.rec.calls(), "drain ", victim); i >= 0 {
+		t.Errorf("fleetd drained the node of a vanished VM: %v", e.rec.calls())
 	}
 	if slices.Contains(e.vmNames("e2e-oob"), victim) {
 		t.Error("the victim is back")
@@ -278,10 +278,10 @@ func TestEndToEndCrashDuringRemoval(t *testing.T) {
 
 	// Baseline: how many changing calls a removal takes.
 	e.add(down)
-	e.rec.calls, e.rec.changes = nil, 0
+	e.rec.reset()
 	e.converge(20)
-	steps := e.rec.changes
-	t.Logf("a removal takes %d changing calls: %v", steps, e.rec.calls)
+	steps := len(e.rec.calls())
+	t.Logf("a removal takes %d changing calls: %v", steps, e.rec.calls())
 	if steps < 3 {
 		t.Fatalf("a removal of %d calls: drain, delete Rancher machine and delete VM expected", steps)
 	}
@@ -292,19 +292,20 @@ func TestEndToEndCrashDuringRemoval(t *testing.T) {
 			e.add(up)
 			e.converge(15)
 			e.add(down)
-			e.rec.calls, e.rec.changes, e.rec.crashAfter, e.rec.lostReply = nil, 0, k, lost
-			for i := 0; i < 10 && !e.rec.crashed; i++ {
+			e.rec.reset()
+			e.rec.crashAfter(k, lost)
+			for i := 0; i < 10 && !e.rec.isCrashed(); i++ {
 				e.sync()
 			}
-			if !e.rec.crashed {
+			if !e.rec.isCrashed() {
 				t.Fatalf("%s: never crashed", label)
 			}
-			e.rec.crashed, e.rec.crashAfter = false, -1
+			e.rec.restarted()
 			e.restart()
 			e.converge(20)
 			e.checkSettled("e2e-crash", 1, 2)
 			if t.Failed() {
-				t.Fatalf("%s: %v", label, e.rec.calls)
+				t.Fatalf("%s: %v", label, e.rec.calls())
 			}
 			runs++
 		}
@@ -380,10 +381,10 @@ func TestEndToEndRemoveBeforeJoin(t *testing.T) {
 	}
 
 	e.add(reconciletest.Cluster{Name: "e2e-early", Team: "payments", Pools: reconciletest.Standard(1, 1)})
-	e.rec.calls = nil
+	e.rec.reset()
 	e.plans = nil
 	e.converge(20)
-	checkRemovalOrder(t, e.rec.calls, []string{early}, false)
+	checkRemovalOrder(t, e.rec.calls(), []string{early}, false)
 	if slices.Contains(e.vmNames("e2e-early"), early) {
 		t.Errorf("%s's VM is left", early)
 	}

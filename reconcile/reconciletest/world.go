@@ -2,7 +2,6 @@ package reconciletest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -12,101 +11,6 @@ import (
 
 	"github.com/fleetd/fleetd/reconcile"
 )
-
-// ErrCrashed is returned by every call after a simulated crash.
-var ErrCrashed = errors.New("reconciletest: fleetd crashed")
-
-// Call is one call to a fake, as recorded in the world's log.
-type Call struct {
-	// Seq numbers calls from 1 in the order they started.
-	Seq int
-	// Op is "<provider>.List", "<provider>.Create", "<provider>.Delete",
-	// "rancher.<Method>" or "nodes.<Method>".
-	Op      string
-	Cluster string
-	// Args are the call's objects: machine names, binding, Rancher machine.
-	Args []string
-}
-
-func (c Call) String() string {
-	s := c.Op
-	if c.Cluster != "" {
-		s += " " + c.Cluster
-	}
-	if len(c.Args) > 0 {
-		s += " " + strings.Join(c.Args, ",")
-	}
-	return s
-}
-
-// Fault decides whether a call fails. It returns nil to let the call run,
-// an error to fail it before it has any effect, or an error wrapped by
-// AfterEffect to fail it after its effect (a lost reply).
-type Fault func(c Call) error
-
-type afterEffect struct{ err error }
-
-func (e *afterEffect) Error() string { return e.err.Error() }
-func (e *afterEffect) Unwrap() error { return e.err }
-
-// AfterEffect marks a fault's error as returned after the call took effect.
-func AfterEffect(err error) error { return &afterEffect{err} }
-
-// FailNth fails the nth call (1-based) counted from when the fault is
-// installed, before it has any effect.
-func FailNth(n int, err error) Fault {
-	var seen int
-	var mu sync.Mutex
-	return func(Call) error {
-		mu.Lock()
-		defer mu.Unlock()
-		seen++
-		if seen == n {
-			return err
-		}
-		return nil
-	}
-}
-
-// CrashAfter lets k calls run and fails every later one with ErrCrashed, as
-// if fleetd died after its kth call. With lostReply, call k+1 takes effect
-// before it fails.
-func CrashAfter(k int, lostReply bool) Fault {
-	var seen int
-	var mu sync.Mutex
-	return func(Call) error {
-		mu.Lock()
-		defer mu.Unlock()
-		seen++
-		switch {
-		case seen <= k:
-			return nil
-		case seen == k+1 && lostReply:
-			return AfterEffect(ErrCrashed)
-		}
-		return ErrCrashed
-	}
-}
-
-// FailCluster fails every call that concerns cluster.
-func FailCluster(cluster string, err error) Fault {
-	return func(c Call) error {
-		if c.Cluster == cluster {
-			return err
-		}
-		return nil
-	}
-}
-
-// FailOp fails every call whose Op is op.
-func FailOp(op string, err error) Fault {
-	return func(c Call) error {
-		if c.Op == op {
-			return err
-		}
-		return nil
-	}
-}
 
 type vm struct {
 	m        reconcile.Machine
@@ -127,10 +31,10 @@ type rcluster struct {
 // installed faults. Changes take effect at once; what takes time in the real
 // world (booting, joining, Rancher deleting) happens on Settle.
 type World struct {
-	mu     sync.Mutex
-	now    time.Time
-	calls  []Call
-	faults []Fault
+	mu  sync.Mutex
+	now time.Time
+	// faulty logs the fakes' calls and injects their faults.
+	faulty Faulty
 	// Latency delays every call.
 	Latency time.Duration
 
@@ -172,35 +76,19 @@ func (w *World) Advance(d time.Duration) {
 }
 
 // Inject installs a fault; every installed fault is asked about every call.
-func (w *World) Inject(f Fault) {
-	w.mu.Lock()
-	w.faults = append(w.faults, f)
-	w.mu.Unlock()
-}
+func (w *World) Inject(f Fault) { w.faulty.Inject(f) }
 
 // ClearFaults removes every fault.
-func (w *World) ClearFaults() {
-	w.mu.Lock()
-	w.faults = nil
-	w.mu.Unlock()
-}
+func (w *World) ClearFaults() { w.faulty.ClearFaults() }
 
 // Calls returns the call log.
-func (w *World) Calls() []Call {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.calls)
-}
+func (w *World) Calls() []Call { return w.faulty.Calls() }
 
 // ResetCalls empties the call log.
-func (w *World) ResetCalls() {
-	w.mu.Lock()
-	w.calls = nil
-	w.mu.Unlock()
-}
+func (w *World) ResetCalls() { w.faulty.ResetCalls() }
 
-// begin logs a call and asks the faults about it. It returns the error to
-// fail with before the effect, and the one to return after it.
+// begin delays a call by the world's latency, then logs it and asks the
+// faults about it (see Faulty).
 func (w *World) begin(ctx context.Context, op, cluster string, args ...string) (before, after error) {
 	if w.Latency > 0 {
 		t := time.NewTimer(w.Latency)
@@ -210,24 +98,7 @@ func (w *World) begin(ctx context.Context, op, cluster string, args ...string) (
 		case <-t.C:
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		return err, nil
-	}
-	w.mu.Lock()
-	c := Call{Seq: len(w.calls) + 1, Op: op, Cluster: cluster, Args: args}
-	w.calls = append(w.calls, c)
-	faults := slices.Clone(w.faults)
-	w.mu.Unlock()
-	for _, f := range faults {
-		if err := f(c); err != nil {
-			var ae *afterEffect
-			if errors.As(err, &ae) {
-				return nil, ae.err
-			}
-			return err, nil
-		}
-	}
-	return nil, nil
+	return w.faulty.begin(ctx, op, cluster, args...)
 }
 
 // World returns a reconcile.World with a fake provider for each name, and a
