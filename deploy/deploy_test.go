@@ -29,17 +29,7 @@ import (
 
 var shared *kubetest.Shared
 
-func TestMain(m *testing.M) {
-	var err error
-	shared, err = kubetest.StartShared(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	shared.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { kubetest.Main(m, &shared, nil) }
 
 // manifests reads the files kustomization.yaml lists, as objects.
 func manifests(t *testing.T) []*unstructured.Unstructured {
@@ -122,9 +112,7 @@ func TestManifestsShape(t *testing.T) {
 // the Namespace is then created for real, because the dry run of a
 // namespaced object needs its namespace to exist.
 func TestManifestsDryRun(t *testing.T) {
-	if shared.Env == nil {
-		t.Skip(shared.SkipReason)
-	}
+	shared.Need(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cfg := shared.Env.Config

@@ -2,8 +2,6 @@ package kube
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -30,34 +28,19 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	ctx := context.Background()
-	var err error
-	shared, err = kubetest.StartShared(ctx)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if shared.Env != nil {
-		standin, err = rancherstandin.Start(ctx, shared.Env, rancherstandin.Options{})
+	kubetest.Main(m, &shared, func(env *kubetest.Env) (func(), error) {
+		rs, err := rancherstandin.Start(context.Background(), env, rancherstandin.Options{})
 		if err != nil {
-			shared.Stop()
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+			return nil, err
 		}
-	}
-	code := m.Run()
-	if standin != nil {
-		standin.Stop()
-	}
-	shared.Stop()
-	os.Exit(code)
+		standin = rs
+		return rs.Stop, nil
+	})
 }
 
 func needRancher(t *testing.T) *rancherstandin.Rancher {
 	t.Helper()
-	if shared.SkipReason != "" {
-		t.Skip(shared.SkipReason)
-	}
+	shared.Need(t)
 	return standin
 }
 

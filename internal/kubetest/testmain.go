@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"testing"
 	"time"
 )
 
@@ -45,4 +46,40 @@ func (s *Shared) Stop() {
 	if s != nil && s.Env != nil {
 		s.Env.Stop()
 	}
+}
+
+// Main is a test package's TestMain for tests that share one apiserver:
+// it starts the apiserver into *shared (StartShared), then setup on it when
+// there is one (the Rancher stand-in, say; setup may be nil), runs the
+// tests, stops what it started and exits with the tests' code. A failure to
+// start anything exits 1 and says why.
+func Main(m *testing.M, shared **Shared, setup func(env *Env) (stop func(), err error)) {
+	s, err := StartShared(context.Background())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*shared = s
+	stop := func() {}
+	if s.Env != nil && setup != nil {
+		if stop, err = setup(s.Env); err != nil {
+			s.Stop()
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	stop()
+	s.Stop()
+	os.Exit(code)
+}
+
+// Need returns the shared apiserver, or skips t with why there is none
+// (plain `go test` without the binaries).
+func (s *Shared) Need(t testing.TB) *Env {
+	t.Helper()
+	if s.Env == nil {
+		t.Skip(s.SkipReason)
+	}
+	return s.Env
 }

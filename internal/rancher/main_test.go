@@ -3,9 +3,7 @@ package rancher
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -25,35 +23,20 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	ctx := context.Background()
-	var err error
-	shared, err = kubetest.StartShared(ctx)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if shared.Env != nil {
-		standin, err = rancherstandin.Start(ctx, shared.Env, rancherstandin.Options{})
+	kubetest.Main(m, &shared, func(env *kubetest.Env) (func(), error) {
+		rs, err := rancherstandin.Start(context.Background(), env, rancherstandin.Options{})
 		if err != nil {
-			shared.Stop()
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+			return nil, err
 		}
-	}
-	code := m.Run()
-	if standin != nil {
-		standin.Stop()
-	}
-	shared.Stop()
-	os.Exit(code)
+		standin = rs
+		return rs.Stop, nil
+	})
 }
 
 // needRancher skips (plain go test without binaries) or returns the stand-in.
 func needRancher(t *testing.T) *rancherstandin.Rancher {
 	t.Helper()
-	if shared.SkipReason != "" {
-		t.Skip(shared.SkipReason)
-	}
+	shared.Need(t)
 	return standin
 }
 
