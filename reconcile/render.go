@@ -75,11 +75,85 @@ func (c planCounts) headline() string {
 			parts = append(parts, fmt.Sprintf("%d %s", n, ch.verb))
 		}
 	}
-	if len(parts) == 0 {
-		return "no cluster changes"
+	h := "no cluster changes"
+	if len(parts) > 0 {
+		h = count(c.changes[ChangeCreate]+c.changes[ChangeUpdate]+c.changes[ChangeDecommission], "cluster") + ": " + strings.Join(parts, ", ")
 	}
-	return count(c.changes[ChangeCreate]+c.changes[ChangeUpdate]+c.changes[ChangeDecommission], "cluster") + ": " + strings.Join(parts, ", ")
+	if c.blocked > 0 {
+		h += fmt.Sprintf(", %s held back", count(c.blocked, "action"))
+	}
+	return h
 }
+
+// harm is one line of a plan's top: something the plan destroys or
+// disrupts, or holds back.
+type harm struct {
+	cluster string // team/name
+	what    string
+	why     string
+	// held is why the policy holds it back ("" when it runs).
+	held string
+	// n counts the actions of the line.
+	n int
+}
+
+// harms lists what the plan destroys or disrupts (decommissions, machine
+// removals and replacements), runnable or held back, and then every other
+// action the policy holds back: the top of a plan, never only inside a
+// cluster's section.
+func harms(p *Plan) (destroys, held []harm) {
+	for i := range p.Clusters {
+		cp := &p.Clusters[i]
+		name := cp.Team + "/" + cp.Name
+		decom := cp.Observed && (cp.Removed || cp.Expired) && slices.ContainsFunc(cp.Actions, func(a Action) bool { return a.Decommission })
+		if decom {
+			why := "its file was removed"
+			if cp.Expired && cp.ExpiresAt != nil {
+				why = "its ttl ran out at " + cp.ExpiresAt.UTC().Format(time.RFC3339)
+			}
+			h := harm{cluster: name, what: "decommission, " + count(len(cp.Removes), "machine"), why: why}
+			for _, a := range cp.Actions {
+				if a.Decommission && !a.Runnable() && !a.Deferred {
+					h.held = a.Blocked
+					break
+				}
+			}
+			destroys = append(destroys, h)
+		}
+		for j := range cp.Actions {
+			a := &cp.Actions[j]
+			switch {
+			case decom && a.Decommission:
+				// Counted with the decommission above.
+			case a.Kind == ActionDeleteMachines || a.Kind == ActionReplaceMachine:
+				h := harm{cluster: name, what: a.String(), why: a.Reason}
+				if !a.Runnable() && !a.Deferred {
+					h.held = a.Blocked
+				}
+				destroys = append(destroys, h)
+			case !a.Runnable() && !a.Deferred && a.Kind != ActionDrainMachine && a.Kind != ActionDeleteRancherMachine:
+				// One line per cluster and reason: a paused cluster
+				// holds back all its actions for one reason.
+				if n := len(held); n > 0 && held[n-1].cluster == name && held[n-1].held == a.Blocked {
+					held[n-1].what += "; " + a.String()
+					held[n-1].n++
+					continue
+				}
+				held = append(held, harm{cluster: name, what: a.String(), why: a.Reason, held: a.Blocked, n: 1})
+			}
+		}
+	}
+	for i := range held {
+		if held[i].n > 1 {
+			held[i].what = fmt.Sprintf("%d actions (%s)", held[i].n, held[i].what)
+		}
+	}
+	return destroys, held
+}
+
+// HeldBack counts the actions the policy holds back (not those deferred to
+// a later sync).
+func (p *Plan) HeldBack() int { return countPlan(p).blocked }
 
 func symbol(a *Action) string {
 	switch {
@@ -133,6 +207,22 @@ func (p *Plan) WriteText(w io.Writer) error {
 	}
 	if c.blocked > 0 || c.deferred > 0 {
 		fmt.Fprintf(&b, "Held back: %d blocked, %d deferred to a later sync\n", c.blocked, c.deferred)
+	}
+	destroys, held := harms(p)
+	if len(destroys) > 0 {
+		b.WriteString("Destroys:\n")
+		for _, h := range destroys {
+			fmt.Fprintf(&b, "  - %s: %s (%s)\n", h.cluster, h.what, h.why)
+			if h.held != "" {
+				fmt.Fprintf(&b, "      held back: %s\n", h.held)
+			}
+		}
+	}
+	if len(held) > 0 {
+		b.WriteString("Held back by the policy:\n")
+		for _, h := range held {
+			fmt.Fprintf(&b, "  ! %s: %s: %s\n", h.cluster, h.what, h.held)
+		}
 	}
 	for i := range p.Clusters {
 		cp := &p.Clusters[i]
@@ -197,6 +287,25 @@ func (p *Plan) WriteMarkdown(w io.Writer) error {
 	b.WriteString("\n\n")
 	if c.blocked > 0 || c.deferred > 0 {
 		fmt.Fprintf(&b, "Held back by policy: %d blocked, %d deferred to a later sync.\n\n", c.blocked, c.deferred)
+	}
+	destroys, held := harms(p)
+	if len(destroys) > 0 {
+		b.WriteString("**Destroys:**\n\n")
+		for _, h := range destroys {
+			fmt.Fprintf(&b, "- 🗑️ `%s`: %s (%s)", h.cluster, mdText(h.what), mdText(h.why))
+			if h.held != "" {
+				fmt.Fprintf(&b, " — ⛔ **held back:** %s", mdText(h.held))
+			}
+			b.WriteString("\n")
+		}
+		b.WriteString("\n")
+	}
+	if len(held) > 0 {
+		b.WriteString("**Held back by the policy:**\n\n")
+		for _, h := range held {
+			fmt.Fprintf(&b, "- ⛔ `%s`: %s — %s\n", h.cluster, mdText(h.what), mdText(h.held))
+		}
+		b.WriteString("\n")
 	}
 	for _, t := range p.Teams {
 		var rows []*ClusterPlan

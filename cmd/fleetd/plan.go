@@ -13,6 +13,11 @@ import (
 	"github.com/fleetd/fleetd/reconcile"
 )
 
+// exitHeldBack is plan's exit code with --detailed-exitcode when the policy
+// holds back some of the plan's actions: merged, the fleet would stay
+// blocked until someone acts.
+const exitHeldBack = 3
+
 // exitChanges is plan's exit code with --detailed-exitcode when the plan
 // changes something.
 const exitChanges = 2
@@ -54,7 +59,10 @@ creation of everything with a warning. The plan says what it planned against.
 
 Exit codes: 0 success, 1 invalid fleet (diagnostics on stderr), 2 usage or I/O
 problems (including a status branch that cannot be read); with
---detailed-exitcode, 0 no changes, 1 error, 2 changes.`,
+--detailed-exitcode, 0 no changes, 1 error, 2 changes, 3 changes of which
+the policy holds some back (a protected cluster's removal, the prune guard,
+a limit): merged as it is, the fleet stays blocked until someone acts, and
+the plan's "Held back by the policy" lines say what to do.`,
 		Args: cobra.MaximumNArgs(1),
 		PreRunE: func(*cobra.Command, []string) error {
 			if err := checkFormat(output, "text", "markdown", "json"); err != nil {
@@ -114,7 +122,10 @@ problems (including a status branch that cannot be read); with
 				}
 				return usageError(fmt.Errorf("the plan leaves alone what could not be observed: %w", unobserved))
 			}
-			if detailed && p.HasChanges() {
+			switch {
+			case detailed && p.HeldBack() > 0:
+				return &exitError{code: exitHeldBack, err: fmt.Errorf("the policy holds back %d of the plan's actions: see \"Held back by the policy\" and \"Destroys\" at the top of the plan", p.HeldBack())}
+			case detailed && p.HasChanges():
 				return &exitError{code: exitChanges}
 			}
 			return nil
@@ -123,7 +134,7 @@ problems (including a status branch that cannot be read); with
 	f := cmd.Flags()
 	f.StringVar(&observed, "observed", "status", "where the observed state comes from: status (the recorded status) or live")
 	f.StringVarP(&output, "output", "o", "text", "output format: text, markdown or json")
-	f.BoolVar(&detailed, "detailed-exitcode", false, "exit 0 without changes, 1 on errors, 2 when the plan changes something")
+	f.BoolVar(&detailed, "detailed-exitcode", false, "exit 0 without changes, 1 on errors, 2 when the plan changes something, 3 when the policy holds some of it back")
 	f.StringVar(&now, "now", "", "plan as of this time (RFC 3339), for TTLs; default the current time")
 	f.StringVar(&statusRef, "status-ref", "", "read status/ from this revision of DIR's git clone (default: see above)")
 	f.BoolVar(&allowMissing, "allow-missing-status", false, "plan against an empty world when the status branch cannot be read, instead of failing")

@@ -316,3 +316,36 @@ func TestPlanReadsStatusBranch(t *testing.T) {
 		t.Errorf("--allow-missing-status: exit %d, want a creation plan with a warning:\n%s", code, out)
 	}
 }
+
+// TestPlanOfAProtectedRemovalIsNotGreen removes a protected cluster's file
+// in a merge request: the plan names the held-back decommission at its top
+// (text and Markdown), counts it in the headline, and --detailed-exitcode
+// exits 3. It exited 0 with the decommission in a collapsed section.
+func TestPlanOfAProtectedRemovalIsNotGreen(t *testing.T) {
+	dir := exampleRepo(t)
+	git := gitRepo(t, dir)
+	w := reconciletest.NewWorld(time.Now())
+	withFakeWorld(t, w)
+	applyUntilConverged(t, dir, w, "--work-dir", t.TempDir())
+	git("rm", "-q", "clusters/payments/payments-prod.yaml")
+	git("commit", "-q", "-m", "payments: remove payments-prod")
+
+	code, out, stderr := run(t, "plan", dir, "--detailed-exitcode")
+	if code != exitHeldBack || !strings.Contains(stderr, "holds back") {
+		t.Fatalf("plan of a protected cluster's removal: exit %d, want %d\n%s%s", code, exitHeldBack, out, stderr)
+	}
+	top, _, _ := strings.Cut(out, "\n\n")
+	for _, want := range []string{"actions held back", "Destroys:", "payments/payments-prod: decommission", "held back: cluster is protected: restore its file, or set protected: false"} {
+		if !strings.Contains(top, want) {
+			t.Errorf("the top of the plan lacks %q:\n%s", want, top)
+		}
+	}
+	_, md, _ := run(t, "plan", dir, "-o", "markdown")
+	top, _, _ = strings.Cut(md, "#### ")
+	if !strings.Contains(top, "**Destroys:**") || !strings.Contains(top, "`payments/payments-prod`: decommission") || !strings.Contains(top, "**held back:** cluster is protected") {
+		t.Errorf("the top of the Markdown plan does not show the held-back decommission:\n%s", top)
+	}
+	if code, _, _ := run(t, "plan", dir); code != 0 {
+		t.Errorf("plan without --detailed-exitcode: exit %d, want 0", code)
+	}
+}
