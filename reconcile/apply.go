@@ -15,9 +15,6 @@ import (
 type ApplyOptions struct {
 	// Concurrency is how many clusters are worked on at once (default 8).
 	Concurrency int
-	// Logger receives a line before every action (default: the context's
-	// logger, see WithLogger).
-	Logger *slog.Logger
 	// Requeue is how soon to sync again while something is in progress
 	// (DefaultRequeue when zero).
 	Requeue time.Duration
@@ -27,11 +24,8 @@ type ApplyOptions struct {
 // progress (machines booting, nodes joining or draining).
 const DefaultRequeue = 15 * time.Second
 
-func (o ApplyOptions) withDefaults(ctx context.Context) ApplyOptions {
+func (o ApplyOptions) withDefaults() ApplyOptions {
 	o.Concurrency = cmp.Or(o.Concurrency, 8)
-	if o.Logger == nil {
-		o.Logger = LoggerFrom(ctx)
-	}
 	o.Requeue = cmp.Or(o.Requeue, DefaultRequeue)
 	return o
 }
@@ -103,7 +97,7 @@ func (r *ApplyResult) Cluster(name string) *ClusterResult {
 // new sync ends in the same world. Apply never waits for a machine to boot or
 // a node to join: it asks for a sync again soon instead (Requeue).
 func Apply(ctx context.Context, p Plan, w World, opts ApplyOptions) ApplyResult {
-	opts = opts.withDefaults(ctx)
+	opts = opts.withDefaults()
 	var todo []int
 	for i := range p.Clusters {
 		for _, a := range p.Clusters[i].Actions {
@@ -129,7 +123,8 @@ func Apply(ctx context.Context, p Plan, w World, opts ApplyOptions) ApplyResult 
 		wg.Go(func() {
 			defer func() { <-sem }()
 			r := &res.Clusters[n]
-			log := opts.Logger.With("cluster", cp.Name, "revision", p.Revision)
+			// The one logger path: the context's (WithLogger).
+			log := LoggerFrom(ctx).With("cluster", cp.Name, "revision", p.Revision)
 			ap := applier{w: w, opts: opts, cp: cp, fx: &r.Effects}
 			r.Done, r.Err = ap.run(ctx, log)
 			r.Reaction = Classify(r.Err)

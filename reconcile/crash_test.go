@@ -50,8 +50,7 @@ func crashSync(h *harness, k int, lostReply bool) int {
 	if k >= 0 {
 		h.w.Inject(reconciletest.CrashAfter(k, lostReply))
 	}
-	reconcile.Apply(context.Background(), p, h.world, reconcile.ApplyOptions{Concurrency: 1,
-		Logger: slog.New(slog.NewTextHandler(h.logs, nil))})
+	reconcile.Apply(reconcile.WithLogger(context.Background(), slog.New(slog.NewTextHandler(h.logs, nil))), p, h.world, reconcile.ApplyOptions{Concurrency: 1})
 	h.w.ClearFaults()
 	h.w.Settle()
 	h.w.Advance(time.Minute)
@@ -116,7 +115,7 @@ func TestCrashEveryCallConcurrent(t *testing.T) {
 		o := h.observe()
 		p := reconcile.Compute(h.desired(), o, h.fleet.F.Spec.Policy.Limits(), h.w.Now())
 		h.w.Inject(reconciletest.CrashAfter(k, k%2 == 0))
-		reconcile.Apply(context.Background(), p, h.world, reconcile.ApplyOptions{Logger: slog.New(slog.DiscardHandler)})
+		reconcile.Apply(reconcile.WithLogger(context.Background(), slog.New(slog.DiscardHandler)), p, h.world, reconcile.ApplyOptions{})
 		h.w.ClearFaults()
 		h.w.Settle()
 		h.converge(40)

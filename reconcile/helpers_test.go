@@ -30,8 +30,7 @@ func (h *harness) plan() reconcile.Plan {
 
 // apply runs a plan against the fake world.
 func (h *harness) apply(p reconcile.Plan) reconcile.ApplyResult {
-	return reconcile.Apply(context.Background(), p, h.world, reconcile.ApplyOptions{
-		Logger: slog.New(slog.NewTextHandler(h.logs, nil))})
+	return reconcile.Apply(reconcile.WithLogger(context.Background(), slog.New(slog.NewTextHandler(h.logs, nil))), p, h.world, reconcile.ApplyOptions{})
 }
 
 // add puts a cluster into the fleet and returns it.
