@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -230,9 +232,25 @@ func TestDaemonDemo(t *testing.T) {
 	}
 	bin := buildFleetd(t)
 	var out, errb strings.Builder
-	err := Run(context.Background(), []string{"--fleetd", bin, "--dir", t.TempDir(), "--rancher", "auto", "--timeout", "4m", "../../examples/fleet-repo"}, &out, &errb)
+	dir := t.TempDir()
+	err := Run(context.Background(), []string{"--fleetd", bin, "--dir", dir, "--rancher", "auto", "--timeout", "4m", "../../examples/fleet-repo"}, &out, &errb)
 	if err != nil {
 		t.Fatalf("%v\n%s\n%s", err, out.String(), errb.String())
+	}
+	// Every line of the daemon's JSON log is one object with unique keys:
+	// Elasticsearch and Loki refuse or mangle a repeated key.
+	log, err := os.ReadFile(filepath.Join(dir, "fleetd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+	for i, line := range lines {
+		if err := uniqueKeys(line); err != nil {
+			t.Errorf("fleetd.log line %d: %v: %s", i+1, err, line)
+		}
+	}
+	if len(lines) < 10 {
+		t.Errorf("fleetd.log has %d lines", len(lines))
 	}
 	wants := []string{"GitHub's signed webhook: 202 Accepted", "trading/trading-dev Decommissioned", "fleetd run exited cleanly", "workers 8/8"}
 	if strings.Contains(out.String(), "Rancher: a stand-in at") {
@@ -245,4 +263,53 @@ func TestDaemonDemo(t *testing.T) {
 			t.Errorf("the demo does not show %q:\n%s", want, out.String())
 		}
 	}
+}
+
+// uniqueKeys checks that line is one JSON object whose objects, nested ones
+// included, repeat no key.
+func uniqueKeys(line string) error {
+	dec := json.NewDecoder(strings.NewReader(line))
+	var walk func() error
+	walk = func() error {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				k, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				key := k.(string)
+				if seen[key] {
+					return fmt.Errorf("key %q repeated", key)
+				}
+				seen[key] = true
+				if err := walk(); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token()
+			return err
+		case json.Delim('['):
+			for dec.More() {
+				if err := walk(); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token()
+			return err
+		}
+		return nil
+	}
+	if err := walk(); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("more than one JSON value")
+	}
+	return nil
 }

@@ -202,7 +202,7 @@ func (d *daemonDemo) start() error {
 	d.cmd = exec.Command(d.fleetd, "run", //nolint:gosec // the binary the demo was asked to run
 		"--repo", d.sb.Remote, "--branch", "main", "--work-dir", filepath.Join(d.dir, "fleetd-work"),
 		"--listen", d.listen, "--poll-interval", "30s", "--github-webhook-secret-file", secretFile,
-		"--log-format", "text")
+		"--log-format", "json")
 	d.cmd.Env = d.sb.Environ()
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	if err := d.cmd.Start(); err != nil {

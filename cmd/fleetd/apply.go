@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,6 +23,7 @@ func newApplyCmd(w *wiring) *cobra.Command {
 		concurrency int
 		workDir     string
 		branch      string
+		logs        logFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "apply [DIR]",
@@ -56,7 +56,10 @@ credentials).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := dirArg(args)
 			stderr := cmd.ErrOrStderr()
-			logger := slog.New(slog.NewTextHandler(stderr, nil))
+			logger, err := logs.logger(stderr)
+			if err != nil {
+				return err
+			}
 			src, closeSrc, err := applySource(dir, branch, workDir, stderr, logger)
 			if err != nil {
 				return usageError(err)
@@ -103,6 +106,7 @@ credentials).`,
 			return nil
 		},
 	}
+	logs.add(cmd)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "plan and print, change nothing")
 	cmd.Flags().IntVar(&concurrency, "concurrency", 8, "clusters worked on at once")
 	cmd.Flags().StringVar(&workDir, "work-dir", "", "where apply keeps its clone of a git DIR (default: a folder of the user cache)")

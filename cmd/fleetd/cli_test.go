@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -214,5 +215,22 @@ func TestCLIConventions(t *testing.T) {
 	code, stdout, _ = runCLI(t, "__complete", "show", "pay")
 	if code != 0 || !strings.Contains(stdout, "payments-prod") {
 		t.Errorf("cluster name completion: %q", stdout)
+	}
+}
+
+// TestVersionOfAPlainBuild: `go build` in a clone records the commit, and
+// fleetd version says it instead of a bare "devel".
+func TestVersionOfAPlainBuild(t *testing.T) {
+	info := &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{
+		{Key: "vcs.revision", Value: "0123456789abcdef0123456789abcdef01234567"}, {Key: "vcs.modified", Value: "true"}}}
+	if got := versionOf(info); got != "devel-0123456789ab-dirty" {
+		t.Errorf("version %q", got)
+	}
+	info.Main.Version = "v0.3.0"
+	if got := versionOf(info); got != "v0.3.0" {
+		t.Errorf("version %q", got)
+	}
+	if got := versionOf(&debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}); got != "devel" {
+		t.Errorf("version %q", got)
 	}
 }

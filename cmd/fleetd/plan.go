@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,6 +30,7 @@ func newPlanCmd(w *wiring) *cobra.Command {
 		observed, output, now  string
 		statusRef              string
 		detailed, allowMissing bool
+		logs                   logFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "plan [DIR]",
@@ -85,8 +85,12 @@ the plan's "Held back by the policy" lines say what to do.`,
 				mode = fleetsync.ObserveLive
 			}
 			src := &fleetsync.DirSource{Dir: dir, StatusRef: statusRef, AllowMissingStatus: allowMissing}
+			logger, err := logs.logger(stderr)
+			if err != nil {
+				return err
+			}
 			loop := &fleetsync.Loop{Source: src, World: w.world, Observe: mode, DryRun: true,
-				Logger: slog.New(slog.NewTextHandler(stderr, nil)), Now: func() time.Time { return at }}
+				Logger: logger, Now: func() time.Time { return at }}
 			defer loop.Close(cmd.Context())
 			res := loop.Sync(cmd.Context())
 			if res.Snapshot == nil {
@@ -131,6 +135,7 @@ the plan's "Held back by the policy" lines say what to do.`,
 			return nil
 		},
 	}
+	logs.add(cmd)
 	f := cmd.Flags()
 	f.StringVar(&observed, "observed", "status", "where the observed state comes from: status (the recorded status) or live")
 	f.StringVarP(&output, "output", "o", "text", "output format: text, markdown or json")

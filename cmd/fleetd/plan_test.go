@@ -349,3 +349,32 @@ func TestPlanOfAProtectedRemovalIsNotGreen(t *testing.T) {
 		t.Errorf("plan without --detailed-exitcode: exit %d, want 0", code)
 	}
 }
+
+// TestOneShotCommandsLogOnlyProblems: plan and apply print their result on
+// stdout and nothing on stderr when nothing is wrong; -v and --log-level
+// bring the sync's log back. Every plan printed "Planned sync" to stderr,
+// merge-request job logs included.
+func TestOneShotCommandsLogOnlyProblems(t *testing.T) {
+	dir := exampleRepo(t)
+	gitRepo(t, dir)
+	w := reconciletest.NewWorld(time.Now())
+	withFakeWorld(t, w)
+	work := t.TempDir()
+	applyUntilConverged(t, dir, w, "--work-dir", work)
+	for _, args := range [][]string{{"plan", dir}, {"apply", dir, "--work-dir", work}} {
+		code, out, stderr := run(t, args...)
+		if code != 0 || !strings.Contains(out, "no cluster changes") {
+			t.Fatalf("%v: exit %d:\n%s%s", args, code, out, stderr)
+		}
+		if strings.Contains(stderr, "level=INFO") {
+			t.Errorf("%v logs at info without -v:\n%s", args, stderr)
+		}
+		_, _, stderr = run(t, append(args, "-v")...)
+		if !strings.Contains(stderr, `level=INFO msg="Planned sync"`) {
+			t.Errorf("%v -v does not log the sync:\n%s", args, stderr)
+		}
+	}
+	if code, _, stderr := run(t, "plan", dir, "--log-level", "loud"); code != exitUsage || !strings.Contains(stderr, "--log-level") {
+		t.Errorf("plan --log-level loud: exit %d: %s", code, stderr)
+	}
+}

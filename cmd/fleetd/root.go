@@ -60,10 +60,40 @@ func fleetdVersion() string {
 	if version != "" {
 		return version
 	}
-	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
-		return info.Main.Version
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
 	}
-	return "devel"
+	return versionOf(info)
+}
+
+// versionOf is the version a build records: its module version, else the
+// commit a plain `go build` in a clone was built from.
+func versionOf(info *debug.BuildInfo) string {
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	// A plain `go build` in a clone: the commit it was built from.
+	var rev string
+	dirty := false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "devel"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return "devel-" + rev
 }
 
 // wiring is what fleetd's commands take from outside the command line:
@@ -77,6 +107,30 @@ type wiring struct {
 	syncer func(ctx context.Context, cfg RunConfig, m *metrics.Metrics, log *slog.Logger, world fleetsync.WorldFunc) (daemon.Syncer, error)
 	// onListen, when set, is told the address run's server listens on.
 	onListen func(net.Addr)
+}
+
+// logFlags are the log flags of a one-shot command (apply, plan): its
+// result goes to stdout, and only warnings and errors to stderr unless -v.
+type logFlags struct {
+	level   string
+	verbose bool
+}
+
+func (f *logFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.level, "log-level", "warn", "least severe log lines written to stderr: debug, info, warn or error")
+	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log what the sync does on stderr (--log-level=info)")
+}
+
+// logger returns the command's logger on stderr.
+func (f *logFlags) logger(stderr io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(f.level)); err != nil {
+		return nil, usageError(fmt.Errorf("--log-level %q: want debug, info, warn or error", f.level))
+	}
+	if f.verbose && lvl > slog.LevelInfo {
+		lvl = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})), nil
 }
 
 // liveWiring is what main runs: the live world and the one sync loop.

@@ -149,11 +149,14 @@ func (s *DirSource) ReadStatus(ctx context.Context, fleet *schema.Fleet) (Record
 		}
 		tried = append(tried, fmt.Sprintf("%s: %v", rev, err))
 	}
-	msg := fmt.Sprintf("no recorded status: the status branch %s cannot be read (%s)", sb, strings.Join(tried, "; "))
+	why := fmt.Sprintf("the status branch %s cannot be read (%s)", sb, strings.Join(tried, "; "))
 	if !s.AllowMissingStatus {
-		return RecordedStatus{}, fmt.Errorf("%w: %s; fetch it (git fetch origin %s), name another revision with --status-ref, or plan against an empty world with --allow-missing-status", ErrNoStatus, msg, sb)
+		// A plain `git fetch origin <branch>` of a single-branch clone
+		// (CI's) updates FETCH_HEAD only: name the refspec that makes
+		// origin/<branch>.
+		return RecordedStatus{}, fmt.Errorf("%w: %s; fetch it (git fetch origin +refs/heads/%s:refs/remotes/origin/%s), name another revision with --status-ref, or plan against an empty world with --allow-missing-status", ErrNoStatus, why, sb, sb)
 	}
-	return RecordedStatus{Warning: msg + ": planning the creation of everything"}, nil
+	return RecordedStatus{Warning: "no recorded status: " + why + ": planning the creation of everything"}, nil
 }
 
 // WriteStatus writes DIR/status/ (for `fleetd apply` on a directory that is

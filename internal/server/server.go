@@ -217,13 +217,22 @@ type verdict struct {
 	header  http.Header // extra response headers
 }
 
+// webhookFlags name the flag that turns each webhook on.
+var webhookFlags = map[string]string{
+	SourceGitLab: "--gitlab-webhook-token-file",
+	SourceGitHub: "--github-webhook-secret-file",
+	SourceSync:   "--sync-token-file",
+}
+
 // webhook wraps a handler with what every webhook route does: 404 when its
 // secret is not configured, POST only, the body limit, metrics and the log:
 // one line per request taken, a summary per interval of those refused.
 func (s *Server) webhook(source string, secret []byte, h func(r *http.Request, secret []byte) verdict) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if len(secret) == 0 {
-			http.NotFound(w, r)
+			// Not there at all, but say how to turn it on: a bare 404
+			// sends people looking for a wrong URL.
+			http.Error(w, fmt.Sprintf("404 page not found: the %s webhook is off; start fleetd run with %s to turn it on", source, webhookFlags[source]), http.StatusNotFound)
 			return
 		}
 		var v verdict

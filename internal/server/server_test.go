@@ -243,8 +243,13 @@ func TestUnconfiguredRoutesAreNotFound(t *testing.T) {
 		gitlab("Push Hook", "", glPush("refs/heads/main")),
 		{path: "/hooks/sync", headers: map[string]string{"Authorization": "Bearer "}},
 	} {
-		if w := e.do(r); w.Code != http.StatusNotFound {
+		w := e.do(r)
+		if w.Code != http.StatusNotFound {
 			t.Errorf("%s: status %d, want 404", r.path, w.Code)
+		}
+		// The answer names the flag that turns the route on.
+		if body := w.Body.String(); !strings.Contains(body, "start fleetd run with --") || !strings.Contains(body, "-file") {
+			t.Errorf("%s: 404 body %q does not say how to turn the route on", r.path, body)
 		}
 	}
 	if e.trig.count() != 0 {

@@ -170,7 +170,7 @@ func (p *Provider) launch(ctx context.Context, spec reconcile.MachineSpec) (reco
 	}
 	secrets := userDataSecrets(spec.UserData, sdkaws.ToString(in.UserData))
 	token := ClientToken(p.fleet, spec.Cluster, spec.Name)
-	p.logger(ctx).InfoContext(ctx, "Launching instance", "machine", spec.Name, "cluster", spec.Cluster, "pool", spec.Pool,
+	p.clusterLogger(ctx, spec.Cluster).InfoContext(ctx, "Launching instance", "machine", spec.Name, "pool", spec.Pool,
 		"instanceType", spec.Size.InstanceType, "image", spec.Size.Image, "subnet", sdkaws.ToString(in.SubnetId))
 	for hop := 0; ; hop++ {
 		in.ClientToken = sdkaws.String(token)

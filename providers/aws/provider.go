@@ -239,3 +239,13 @@ func (p *Provider) logger(ctx context.Context) *slog.Logger {
 	}
 	return p.log
 }
+
+// clusterLogger is logger for a call about one cluster's machines: the
+// sync's logger already names the cluster (reconcile.Apply puts it there),
+// so the key is added only to the provider's own, and no line repeats it.
+func (p *Provider) clusterLogger(ctx context.Context, cluster string) *slog.Logger {
+	if l, ok := reconcile.ContextLogger(ctx); ok {
+		return l
+	}
+	return p.log.With("cluster", cluster)
+}

@@ -180,7 +180,7 @@ func (p *Provider) clone(ctx context.Context, inv *inventory, folder types.Manag
 	if tmplName == "" {
 		tmplName = p.cfg.Spec.Template
 	}
-	log := p.logger(ctx).With("vm", s.Name, "cluster", s.Cluster, "team", s.Team, "pool", s.Pool)
+	log := p.clusterLogger(ctx, s.Cluster).With("vm", s.Name, "team", s.Team, "pool", s.Pool)
 	for attempt := 1; ; attempt++ {
 		tmpl, err := p.template(ctx, inv, tmplName)
 		if err != nil {

@@ -79,7 +79,7 @@ func (p *Provider) destroy(ctx context.Context, v vmInfo) error {
 	}
 	defer func() { <-p.tasks }()
 	vm := object.NewVirtualMachine(p.client, v.ref)
-	log := p.logger(ctx).With("vm", v.name, "id", v.ref.Value, "cluster", v.marks[KeyCluster])
+	log := p.clusterLogger(ctx, v.marks[KeyCluster]).With("vm", v.name, "id", v.ref.Value)
 	if v.power != types.VirtualMachinePowerStatePoweredOff {
 		log.Info("Powering off VM")
 		t, err := vm.PowerOff(ctx)
