@@ -168,13 +168,26 @@ type Condition struct {
 	LastTransitionTime time.Time `json:"lastTransitionTime"`
 }
 
-// Condition types.
+// Condition types. Each means one thing, whatever the phase:
+//   - Ready: the cluster serves: it is observed, Rancher says it is ready
+//     (with a rancher block), and enough of each pool's nodes are Ready (a
+//     quorum of an etcd pool, half of any other, of the machines it
+//     should have — or, for a cluster whose removal is held back, has);
+//   - UpToDate: every machine has its pool's current template;
+//   - Converged: nothing is left to do or wait for this revision;
+//   - Blocked: the policy holds something back (the message says what);
+//   - Expiring: a temporary cluster's ttl runs out soon (the message says
+//     when); only for clusters with a ttl;
+//   - Registered: the cluster is registered with Rancher;
+//   - SpecValid: the cluster's file is valid.
 const (
-	ConditionReady       = "Ready"
-	ConditionRegistered  = "Registered"
-	ConditionProgressing = "Progressing"
-	ConditionSpecValid   = "SpecValid"
-	ConditionBlocked     = "Blocked"
+	ConditionReady      = "Ready"
+	ConditionUpToDate   = "UpToDate"
+	ConditionConverged  = "Converged"
+	ConditionBlocked    = "Blocked"
+	ConditionExpiring   = "Expiring"
+	ConditionRegistered = "Registered"
+	ConditionSpecValid  = "SpecValid"
 )
 
 // StatusInput is what a sync reports on.
@@ -293,10 +306,24 @@ func (ix *index) clusterStatus(pc *pairedCluster, cp *ClusterPlan, in StatusInpu
 	if r := in.Apply.Cluster(pc.name); r != nil && r.Err != nil {
 		reached = r.Done + 1
 	}
-	anyReady, oldTemplate, scaling, notReady := false, false, false, false
+	// Machines the previous status saw ready: one that is not ready now
+	// has failed, however young, rather than still joining.
+	wasReady := map[string]bool{}
+	if prev != nil {
+		for _, pp := range prev.Pools {
+			for _, m := range pp.Machines {
+				if m.Ready {
+					wasReady[m.Name] = true
+				}
+			}
+		}
+	}
+	anyReady, oldTemplate, scaling, notReady, enough := false, false, false, false, true
+	var old int
 	st.Pools = make([]PoolStatus, 0, len(pc.pools))
 	for _, pp := range pc.pools {
 		ps := PoolStatus{Name: pp.name, Machines: make([]MachineStatus, 0, len(pp.machines))}
+		joining := 0
 		if pp.spec != nil {
 			ps.Roles, ps.Size, ps.Desired = pp.spec.Roles, pp.spec.SizeName, pp.spec.Replicas
 			if !pc.expired {
@@ -324,19 +351,36 @@ func (ix *index) clusterStatus(pc *pairedCluster, cp *ClusterPlan, in StatusInpu
 			if m.State != MachineDeleting {
 				ps.Existing++
 			}
-			if v.ready {
+			switch {
+			case v.ready:
 				ps.Ready++
 				anyReady = true
+			case m.State != MachineDeleting && v.young(in.Now) && !wasReady[m.Name]:
+				// A new machine joining (a scale-up, a
+				// replacement): work in progress, not a fault.
+				scaling = true
+				joining++
+			case m.State != MachineDeleting:
+				notReady = true
 			}
 			if !v.current && pp.spec != nil {
 				oldTemplate = true
+				old++
 			}
 		}
 		if ps.Existing != ps.Desired {
 			scaling = true
 		}
-		if ps.Ready < ps.Desired {
-			notReady = true
+		// What the pool should serve with: its desired machines, or those
+		// it has while its cluster's removal waits, less the new ones
+		// still joining.
+		ref := ps.Desired
+		if pc.spec == nil || pc.expired {
+			ref = ps.Existing
+		}
+		ref = max(0, ref-joining)
+		if need := (ref + 1) / 2; ref > 0 && (ps.Ready < need || hasRole(ps.Roles, schema.RoleEtcd) && ps.Ready < ref/2+1) {
+			enough = false
 		}
 		st.Pools = append(st.Pools, ps)
 	}
@@ -357,10 +401,8 @@ func (ix *index) clusterStatus(pc *pairedCluster, cp *ClusterPlan, in StatusInpu
 		}
 		slices.SortFunc(rs.OtherMachines, func(a, b RancherMachine) int { return strings.Compare(a.Name, b.Name) })
 		st.Rancher = rs
-		if !rc.Ready {
-			notReady = true
-		}
 	}
+	rancherReady := !ix.rancher || (pc.rc != nil && pc.rc.Ready)
 
 	var blocked, deferred []string
 	runnable := false
@@ -413,7 +455,7 @@ func (ix *index) clusterStatus(pc *pairedCluster, cp *ClusterPlan, in StatusInpu
 		st.Phase = PhaseUpdating
 	case scaling:
 		st.Phase = PhaseScaling
-	case notReady:
+	case notReady || !rancherReady || !enough:
 		st.Phase = PhaseDegraded
 	default:
 		st.Phase = PhaseReady
@@ -423,8 +465,44 @@ func (ix *index) clusterStatus(pc *pairedCluster, cp *ClusterPlan, in StatusInpu
 		st.Message = "registering: Rancher provisions the cluster when its first machine registers; " + st.Message
 	}
 
-	conds := make([]Condition, 1, 5)
-	conds[0] = readyCondition(st)
+	conds := make([]Condition, 0, 7)
+	ready := Condition{Type: ConditionReady, Status: "True", Reason: "Serving", Message: poolsReady(st.Pools)}
+	switch {
+	case st.Phase == PhaseDecommissioned:
+		ready.Status, ready.Reason, ready.Message = "False", string(PhaseDecommissioned), ""
+	case !cp.Observed || !anyReady:
+		ready.Status, ready.Reason = "False", "NoNodeReady"
+	case !rancherReady:
+		ready.Status, ready.Reason, ready.Message = "False", "RancherNotReady", "Rancher does not report the cluster ready"
+	case !enough:
+		ready.Status, ready.Reason = "False", "NotEnoughNodesReady"
+	}
+	conds = append(conds, ready)
+	upToDate := Condition{Type: ConditionUpToDate, Status: "True", Reason: "UpToDate"}
+	if oldTemplate {
+		upToDate.Status, upToDate.Reason, upToDate.Message = "False", "OldTemplate", count(old, "machine")+" with an old template"
+	}
+	conds = append(conds, upToDate)
+	converged := Condition{Type: ConditionConverged, Status: "True", Reason: "Converged"}
+	if runnable || len(cp.Waiting) > 0 || len(deferred) > 0 {
+		converged.Status, converged.Reason = "False", string(st.Phase)
+		if st.Phase == PhaseReady || st.Phase == PhaseBlocked {
+			converged.Reason = "Converging"
+		}
+	}
+	conds = append(conds, converged)
+	blk := Condition{Type: ConditionBlocked, Status: "False", Reason: "NotBlocked"}
+	if len(blocked) > 0 {
+		blk.Status, blk.Reason, blk.Message = "True", "Policy", blocked[0]
+	}
+	conds = append(conds, blk)
+	if cp.ExpiresAt != nil {
+		exp := Condition{Type: ConditionExpiring, Status: "False", Reason: "NotYet", Message: "expires at " + cp.ExpiresAt.UTC().Format(time.RFC3339)}
+		if expiringSoon || pc.expired {
+			exp.Status, exp.Reason = "True", "TTL"
+		}
+		conds = append(conds, exp)
+	}
 	if ix.rancher {
 		c := Condition{Type: ConditionRegistered, Status: "False", Reason: "NotRegistered"}
 		switch rc := pc.rc; {
@@ -437,11 +515,6 @@ func (ix *index) clusterStatus(pc *pairedCluster, cp *ClusterPlan, in StatusInpu
 		}
 		conds = append(conds, c)
 	}
-	prog := Condition{Type: ConditionProgressing, Status: "False", Reason: "Converged"}
-	if runnable || len(cp.Waiting) > 0 || len(deferred) > 0 {
-		prog.Status, prog.Reason = "True", "Converging"
-	}
-	conds = append(conds, prog)
 	spec := Condition{Type: ConditionSpecValid, Status: "True", Reason: "Valid"}
 	if pc.held != nil {
 		spec.Status, spec.Reason, spec.Message = "False", "FileRejected", pc.held.Path+" is rejected; the cluster is held at its last valid version"
@@ -450,21 +523,11 @@ func (ix *index) clusterStatus(pc *pairedCluster, cp *ClusterPlan, in StatusInpu
 		}
 	}
 	conds = append(conds, spec)
-	blk := Condition{Type: ConditionBlocked, Status: "False", Reason: "NotBlocked"}
-	if len(blocked) > 0 {
-		blk.Status, blk.Reason = "True", "Policy"
-	}
-	conds = append(conds, blk)
 	st.Conditions = conditions(prev, in.Now, conds)
 	return st
 }
 
-func readyCondition(st *ClusterStatus) Condition {
-	if st.Phase == PhaseReady {
-		return Condition{Type: ConditionReady, Status: "True", Reason: string(PhaseReady)}
-	}
-	return Condition{Type: ConditionReady, Status: "False", Reason: string(st.Phase)}
-}
+func hasRole(roles []string, role string) bool { return slices.Contains(roles, role) }
 
 // conditions stamps transition times: a condition whose status is unchanged
 // keeps its previous time.
@@ -484,8 +547,16 @@ func conditions(prev *ClusterStatus, now time.Time, conds []Condition) []Conditi
 	return conds
 }
 
-// poolsReady writes the pools' readiness as "control 3/3, workers 4/5".
+// poolsReady writes the pools' readiness as "control 3/3, workers 4/5":
+// ready machines of the desired ones, or of those it has when the cluster
+// has no desired machines left (its removal is underway or held back).
 func poolsReady(pools []PoolStatus) string {
+	removed := true
+	for _, p := range pools {
+		if p.Desired > 0 {
+			removed = false
+		}
+	}
 	var b strings.Builder
 	for i, p := range pools {
 		if i > 0 {
@@ -495,7 +566,11 @@ func poolsReady(pools []PoolStatus) string {
 		b.WriteByte(' ')
 		b.WriteString(strconv.Itoa(p.Ready))
 		b.WriteByte('/')
-		b.WriteString(strconv.Itoa(p.Desired))
+		if removed {
+			b.WriteString(strconv.Itoa(p.Existing))
+		} else {
+			b.WriteString(strconv.Itoa(p.Desired))
+		}
 	}
 	return b.String()
 }
