@@ -75,7 +75,7 @@ func (r *Repo) compactOverLocked(limit int) {
 			}
 		}
 	}
-	r.st = openStorage(r.dir)
+	r.st = r.openStorage(r.dir)
 	r.log.Info("Compacted pack files", "packs", len(small), "objects", len(hashes))
 }
 
