@@ -86,7 +86,7 @@ type Repo struct {
 	// it must not inflate the whole tree again (that was the latency spike
 	// every eight status pushes). A re-clone starts a new cache.
 	objects cache.Object
-	closed bool
+	closed  bool
 	// broken is set when an operation found the work directory corrupt;
 	// the next Fetch re-clones.
 	broken error
@@ -94,11 +94,7 @@ type Repo struct {
 	packLimit   int // compaction threshold, maxPacks but in tests
 	lastHead    plumbing.Hash
 	lastDesired plumbing.Hash
-	// advertised are the remote's references as the latest listing gave
-	// them: the status branch's head is read from the listing a fetch of
-	// the tracked branch makes anyway.
-	advertised map[plumbing.ReferenceName]*plumbing.Reference
-	history    map[string]*historyCache
+	history     map[string]*historyCache
 }
 
 // Open opens the work directory, cloning the tracked branch when there is no
