@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -110,18 +109,6 @@ func newRemote(raw string, auth Auth, timeout time.Duration, log *slog.Logger) (
 	default:
 		return nil, fmt.Errorf("remote %s: unsupported protocol %q (use https, ssh or file)", display, ep.Protocol)
 	}
-	if rm.proto == protoHTTP {
-		// go-git's default HTTP client has no timeout at all. Requests carry
-		// the exchange's context (Repo.bound), which bounds the whole
-		// exchange; the transport's own timeouts also end a connection that
-		// is made but never answers, each with net/http's own error.
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
-		tr.TLSHandshakeTimeout = timeout
-		tr.ResponseHeaderTimeout = timeout
-		rm.tr = githttp.NewClient(&http.Client{Transport: tr})
-		return rm, nil
-	}
 	rm.tr, err = client.NewClient(ep)
 	if err != nil {
 		return nil, fmt.Errorf("remote %s: %w", display, err)
@@ -206,7 +193,9 @@ func (rm *remote) receivePack(ctx context.Context) (transport.ReceivePackSession
 	if err != nil {
 		return nil, secrets, err
 	}
-	s, err := openSession(ctx, func() (transport.ReceivePackSession, error) { return rm.tr.NewReceivePackSession(rm.ep, auth) })
+	// An SSH session's opening is bounded by boundedSSH; an HTTP session
+	// connects in its first request, which carries ctx.
+	s, err := rm.tr.NewReceivePackSession(rm.ep, auth)
 	return s, secrets, err
 }
 

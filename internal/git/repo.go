@@ -216,9 +216,8 @@ func (r *Repo) bound(ctx context.Context, op string) (context.Context, context.C
 
 // timedOut returns, for an exchange op whose context ended on a deadline,
 // the cause of that deadline (which names the exchange or the enclosing
-// sync) instead of what the transport made of it; for a timeout of the HTTP
-// transport's own (a connection made, no response headers), a
-// *TimeoutError; else err.
+// sync) instead of what the transport made of it; for a timeout of the
+// network's own (an SSH dial bounded by sshAuth), a *TimeoutError; else err.
 func (r *Repo) timedOut(ctx context.Context, op string, err error) error {
 	if err == nil {
 		return nil
