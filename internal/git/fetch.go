@@ -60,11 +60,6 @@ func (r *Repo) Fetch(ctx context.Context) (FetchResult, error) {
 	if err := r.usable(ctx); err != nil {
 		return FetchResult{}, err
 	}
-	// Packs are compacted after a status push (WriteStatus), at the end of
-	// a sync: a webhook-triggered sync should reach the providers without
-	// waiting for a repack. A fetch compacts only past twice the limit, for
-	// a daemon that pushes no status (--dry-run).
-	defer r.compactOverLocked(2 * r.packLimit)
 	res, err := r.fetchTrackedLocked(ctx)
 	if err != nil && isCorruptLocal(err) {
 		// The clone lost objects it had: start over once.
@@ -72,6 +67,15 @@ func (r *Repo) Fetch(ctx context.Context) (FetchResult, error) {
 			return FetchResult{}, rerr
 		}
 		res, err = r.fetchTrackedLocked(ctx)
+	}
+	// Packs are compacted when nothing waits for the sync: after a poll
+	// that found the branch unchanged. A sync that a push triggered should
+	// reach the providers without waiting for a repack; it compacts only
+	// past twice the limit (a remote that changes at every poll).
+	if err == nil && !res.Changed {
+		r.compactLocked(r.packLimit)
+	} else {
+		r.compactLocked(2 * r.packLimit)
 	}
 	return res, err
 }
@@ -177,7 +181,10 @@ func (r *Repo) fetchLocked(ctx context.Context, op string, branches ...string) (
 	if err != nil {
 		return nil, false, r.errf(op, errBranch, err, secrets...)
 	}
-	packsBefore, _ := r.st.ObjectPacks()
+	packsBefore, err := r.st.ObjectPacks()
+	if err != nil {
+		return nil, false, r.errf(op, errBranch, &corruptError{fmt.Errorf("list packs: %w", err)})
+	}
 	heads := make(map[string]plumbing.Hash, len(branches))
 	fetched := branches
 	for {
@@ -213,6 +220,9 @@ func (r *Repo) fetchLocked(ctx context.Context, op string, branches ...string) (
 		}
 		heads[b] = h
 	}
-	packsAfter, _ := r.st.ObjectPacks()
+	packsAfter, err := r.st.ObjectPacks()
+	if err != nil {
+		return nil, false, r.errf(op, errBranch, &corruptError{fmt.Errorf("list packs: %w", err)})
+	}
 	return heads, len(packsAfter) > len(packsBefore), nil
 }

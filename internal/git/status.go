@@ -97,7 +97,7 @@ func (r *Repo) WriteStatus(ctx context.Context, files map[string][]byte, msg Mes
 	if err := r.usable(ctx); err != nil {
 		return StatusResult{}, err
 	}
-	defer r.compactLocked()
+	defer r.compactLocked(2 * r.packLimit) // see Fetch
 	var rejectedAt plumbing.Hash
 	var lastReason error // the remote's refusal of the previous try
 	for attempt := 1; ; attempt++ {
@@ -352,7 +352,7 @@ func (r *Repo) ReadStatus(ctx context.Context) (map[string][]byte, string, error
 	if r.closed {
 		return nil, "", errors.New("git: repo is closed")
 	}
-	defer r.compactLocked()
+	defer r.compactLocked(2 * r.packLimit) // see Fetch
 	heads, _, err := r.fetchLocked(ctx, "fetch", b)
 	if err != nil {
 		return nil, "", err
