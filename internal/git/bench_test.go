@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -368,4 +369,69 @@ func BenchmarkReadTree(b *testing.B) {
 			b.Fatalf("read %d files: %v", n, err)
 		}
 	}
+}
+
+// BenchmarkSyncRounds is the git part of a daemon's syncs after webhooks:
+// each round a person pushes one commit, and the sync fetches it, reads the
+// 10,000 cluster files through the fs.FS and pushes a status tree of 10,000
+// files of which one changed. It reports the rounds' latency percentiles: a
+// repack inside the sync path shows as a p99 far above the p50.
+func BenchmarkSyncRounds(b *testing.B) {
+	const rounds = 40
+	bare := benchRepo(b)
+	r := benchOpen(b, bare, Options{StatusBranch: fmt.Sprintf("bench-rounds-%d", time.Now().UnixNano())})
+	ctx := context.Background()
+	status := make(map[string][]byte, benchClusters)
+	for c := 0; c < benchClusters; c++ {
+		status[fmt.Sprintf("status/team%03d/cluster%05d.yaml", c%benchTeams, c)] = []byte(fmt.Sprintf("phase: Ready\ncluster: %d\n", c))
+	}
+	if _, err := r.WriteStatus(ctx, status, Message{Subject: "status: all"}); err != nil {
+		b.Fatal(err)
+	}
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for round := 0; round < rounds; round++ {
+			b.StopTimer()
+			pushOneCommit(b, bare)
+			n := bench.seq.Load()
+			status[fmt.Sprintf("status/team%03d/cluster%05d.yaml", int(n)%benchTeams, int(n)%benchClusters)] = []byte(fmt.Sprintf("phase: Provisioning\nrevision: %d\n", n))
+			b.StartTimer()
+			start := time.Now()
+			res, err := r.Fetch(ctx)
+			if err != nil || !res.Downloaded {
+				b.Fatalf("Fetch = %+v, %v", res, err)
+			}
+			fsys, err := r.FS(ctx, res.Head)
+			if err != nil {
+				b.Fatal(err)
+			}
+			files := 0
+			err = fs.WalkDir(fsys, "clusters", func(p string, d fs.DirEntry, err error) error {
+				if err != nil || d.IsDir() {
+					return err
+				}
+				files++
+				_, err = fs.ReadFile(fsys, p)
+				return err
+			})
+			if err != nil || files != benchClusters {
+				b.Fatalf("read %d files: %v", files, err)
+			}
+			st, err := r.WriteStatus(ctx, status, Message{Subject: fmt.Sprintf("status: round %d", round)})
+			if err != nil || !st.Committed || len(st.Changed) != 1 {
+				b.Fatalf("WriteStatus = %+v, %v", st, err)
+			}
+			lat = append(lat, time.Since(start))
+		}
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))]) / float64(time.Millisecond)
+	}
+	b.ReportMetric(pct(0.50), "p50-ms/round")
+	b.ReportMetric(pct(0.99), "p99-ms/round")
+	b.ReportMetric(pct(1), "max-ms/round")
+	b.ReportMetric(0, "ns/op")
 }

@@ -122,7 +122,11 @@ func checkTree(st *filesystem.Storage, h plumbing.Hash) error {
 
 // verifyPacks checks that every pack has its index, that the pack's SHA-1
 // trailer matches its content and the checksum its index recorded. A pack
-// truncated by a crash fails here.
+// truncated by a crash fails here. go-git has no such check: its storage
+// compares an index with its pack's name only, and checking a pack's
+// content through go-git means parsing it (packfile.Parser inflates and
+// hashes every object, most of the 2.1 s of BenchmarkFirstClone), where
+// hashing the bytes of the 10,000-commit clone's packs takes 6 ms.
 func verifyPacks(dir string) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {

@@ -15,29 +15,40 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 )
 
-// maxPacks bounds the clone's pack files (Repo.packLimit). Every fetch and every status push
-// adds one; go-git looks an object up in each pack's index in turn, so a
-// daemon running for weeks would slow down without compaction.
+// maxPacks bounds the clone's pack files (Repo.packLimit). Every fetch and
+// every status push adds one; go-git looks an object up in each pack's index
+// in turn, so a daemon running for weeks would slow down without compaction.
 const maxPacks = 16
 
 // compactLocked merges the small packs into one when there are more than
-// r.packLimit. Which packs are small is decided geometrically (mergeFrom):
-// a pack larger than all smaller ones together is kept, so the clone's
-// pack, the first full status commit and earlier merges are not rewritten
-// again and again, and a compaction costs about the objects added since the
-// last one. Objects are written whole, which is cheap for the small packs of
-// incremental fetches and status pushes. The new pack is in place before any old one is removed, so a crash
-// loses nothing. Failures are logged: compaction is an optimisation.
-func (r *Repo) compactLocked() { r.compactOverLocked(r.packLimit) }
-
-// compactOverLocked is compactLocked with another threshold.
-func (r *Repo) compactOverLocked(limit int) {
+// limit. Which packs are small is decided geometrically (mergeFrom): a pack
+// larger than all smaller ones together is kept, so the clone's pack, the
+// first full status commit and earlier merges are not rewritten again and
+// again, and a compaction costs about the objects added since the last one
+// (35-80 ms for the 16 small packs of eight syncs on the 10,000-cluster
+// benchmark repository). Objects are written whole, which is cheap for the
+// small packs of incremental fetches and status pushes. The new pack is in
+// place before any old one is removed, so a crash loses nothing. Failures
+// are logged: compaction is an optimisation.
+//
+// It is written here rather than with go-git's Repository.RepackObjects,
+// which rewrites every object reachable from every reference, with delta
+// search: 13.7 s and 0.93 GB allocated on the benchmark clone.
+//
+// Callers compact down to r.packLimit after a poll that found nothing new,
+// when no one waits for the sync, and otherwise only past twice the limit,
+// so that the syncs a push triggers seldom pay for a compaction.
+func (r *Repo) compactLocked(limit int) {
 	if r.closed || r.st == nil {
 		return
 	}
 	dir := filepath.Join(r.dir, "objects", "pack")
 	packs, err := listPacks(dir)
-	if err != nil || len(packs) <= limit {
+	if err != nil {
+		r.log.Warn("Could not list pack files to compact them", "error", err.Error())
+		return
+	}
+	if len(packs) <= limit {
 		return
 	}
 	slices.SortFunc(packs, func(a, b packFile) int { return cmp.Compare(b.size, a.size) })
@@ -62,12 +73,18 @@ func (r *Repo) compactOverLocked(limit int) {
 		return
 	}
 	after, err := listPacks(dir)
-	if err != nil || len(after) != len(packs)+1 {
+	if err != nil {
+		r.log.Warn("Could not list pack files after compacting them; the old ones are kept", "error", err.Error())
+		return
+	}
+	if len(after) != len(packs)+1 {
 		// The new pack's name is one of the old ones: nothing to remove.
 		return
 	}
 	// Close the open packs before removing files under them.
-	_ = r.st.Close()
+	if err := r.st.Close(); err != nil {
+		r.log.Warn("Could not close pack files before removing the compacted ones", "error", err.Error())
+	}
 	for _, p := range small {
 		for _, ext := range []string{".idx", ".pack"} {
 			if err := os.Remove(filepath.Join(dir, p.name+ext)); err != nil {
@@ -75,7 +92,7 @@ func (r *Repo) compactOverLocked(limit int) {
 			}
 		}
 	}
-	r.st = openStorage(r.dir)
+	r.st = r.openStorage(r.dir)
 	r.log.Info("Compacted pack files", "packs", len(small), "objects", len(hashes))
 }
 

@@ -4,22 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"slices"
 	"time"
 
+	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/object"
-	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
-	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
-	"github.com/go-git/go-git/v5/plumbing/protocol/packp/sideband"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 )
-
-// havesPerRef bounds how many first-parent ancestors of each local branch are
-// offered to the server as common commits. go-git negotiates in one round, so
-// a few ancestors let the server find a common base after a rewrite.
-const havesPerRef = 32
 
 // FetchResult is what a Fetch found on the tracked branch.
 type FetchResult struct {
@@ -48,16 +40,18 @@ type FetchResult struct {
 	// branch was force-pushed (or reset) since the previous Fetch. The
 	// commits' dates of a rewritten history are whatever the pusher chose.
 	Rewritten bool
-	// StatusHead is the status branch's head on the remote, from the same
-	// reference listing ("" when the branch does not exist). It is set only
-	// when status is kept on a branch of its own; StatusListed says so.
+	// StatusHead is the status branch's head on the remote, fetched in the
+	// same exchange ("" when the branch was deleted). It is set only when
+	// status is kept on a branch of its own that the clone already follows
+	// (fleetd wrote or read it); StatusListed says so.
 	StatusHead   string
 	StatusListed bool
 }
 
 // Fetch brings the tracked branch up to date from the remote: it lists the
 // remote's references, and only when the branch's head is not in the clone
-// downloads the missing objects (an incremental fetch of that branch only).
+// downloads the missing objects (an incremental fetch of that branch, and of
+// the status branch when the clone follows it and someone else moved it).
 // A work directory found broken since the last call is re-cloned first.
 // Fetch changes nothing on the remote and is safe to repeat.
 func (r *Repo) Fetch(ctx context.Context) (FetchResult, error) {
@@ -66,11 +60,6 @@ func (r *Repo) Fetch(ctx context.Context) (FetchResult, error) {
 	if err := r.usable(ctx); err != nil {
 		return FetchResult{}, err
 	}
-	// Packs are compacted after a status push (WriteStatus), at the end of
-	// a sync: a webhook-triggered sync should reach the providers without
-	// waiting for a repack. A fetch compacts only past twice the limit, for
-	// a daemon that pushes no status (--dry-run).
-	defer r.compactOverLocked(2 * r.packLimit)
 	res, err := r.fetchTrackedLocked(ctx)
 	if err != nil && isCorruptLocal(err) {
 		// The clone lost objects it had: start over once.
@@ -78,6 +67,15 @@ func (r *Repo) Fetch(ctx context.Context) (FetchResult, error) {
 			return FetchResult{}, rerr
 		}
 		res, err = r.fetchTrackedLocked(ctx)
+	}
+	// Packs are compacted when nothing waits for the sync: after a poll
+	// that found the branch unchanged. A sync that a push triggered should
+	// reach the providers without waiting for a repack; it compacts only
+	// past twice the limit (a remote that changes at every poll).
+	if err == nil && !res.Changed {
+		r.compactLocked(r.packLimit)
+	} else {
+		r.compactLocked(2 * r.packLimit)
 	}
 	return res, err
 }
@@ -105,11 +103,20 @@ func isCorruptLocal(err error) bool {
 
 func (r *Repo) fetchTrackedLocked(ctx context.Context) (FetchResult, error) {
 	b := r.opts.Branch
-	heads, downloaded, err := r.fetchLocked(ctx, "fetch", b)
+	branches := []string{b}
+	sb := r.opts.StatusBranch
+	statusListed := sb != b && !r.localHead(sb).IsZero()
+	if statusListed {
+		branches = append(branches, sb)
+	}
+	before := r.localHead(b)
+	heads, downloaded, err := r.fetchLocked(ctx, "fetch", branches...)
 	if err != nil {
 		return FetchResult{}, err
 	}
 	head := heads[b]
+	// A pack may hold only the status branch's new commits.
+	downloaded = downloaded && head != before
 	if head.IsZero() {
 		return FetchResult{}, r.errf("fetch", b, ErrBranchNotFound)
 	}
@@ -139,10 +146,10 @@ func (r *Repo) fetchTrackedLocked(ctx context.Context) (FetchResult, error) {
 			res.Rewritten = !ff
 		}
 	}
-	if sb := r.opts.StatusBranch; sb != b {
+	if statusListed {
 		res.StatusListed = true
-		if ref, ok := r.advertised[plumbing.NewBranchReferenceName(sb)]; ok {
-			res.StatusHead = ref.Hash().String()
+		if h := heads[sb]; !h.IsZero() {
+			res.StatusHead = h.String()
 		}
 	}
 	if res.Changed {
@@ -154,128 +161,68 @@ func (r *Repo) fetchTrackedLocked(ctx context.Context) (FetchResult, error) {
 	return res, nil
 }
 
-// fetchLocked lists the remote's references and downloads what the clone
-// lacks of the given branches, in one upload-pack session. It returns each
-// branch's remote head (zero when the branch does not exist) and updates the
-// clone's tracking references to them.
+// fetchLocked brings the given branches from the remote with go-git's
+// Remote.FetchContext, in one upload-pack session: one reference listing,
+// and a download only of what the clone lacks. Each branch is fetched into
+// its tracking reference, forced (a rewritten branch is followed; Fetch
+// tells it apart). A branch missing on the remote has its tracking
+// reference removed. It returns each branch's remote head (zero when the
+// branch does not exist) and whether a pack was downloaded.
+//
+// The first branch is the one the caller needs; the others are optional:
+// when the remote lacks one of them, the fetch is made again without them
+// (go-git fails a fetch whose ref specification matches nothing), which
+// costs a second listing only then.
 func (r *Repo) fetchLocked(ctx context.Context, op string, branches ...string) (map[string]plumbing.Hash, bool, error) {
 	errBranch := branches[0]
 	ctx, cancel := r.bound(ctx, op)
 	defer cancel()
-	sess, secrets, err := r.remote.uploadPack(ctx)
-	if err != nil {
-		return nil, false, r.errf(op, errBranch, r.timedOut(ctx, op, err), secrets...)
-	}
-	defer sess.Close()
-	ar, err := sess.AdvertisedReferencesContext(ctx)
-	if err != nil {
-		if errors.Is(err, transport.ErrEmptyRemoteRepository) {
-			r.advertised = nil
-			return map[string]plumbing.Hash{}, false, nil
-		}
-		return nil, false, r.errf(op, errBranch, r.timedOut(ctx, op, err), secrets...)
-	}
-	refs, err := ar.AllReferences()
+	auth, secrets, err := r.remote.authMethod(ctx)
 	if err != nil {
 		return nil, false, r.errf(op, errBranch, err, secrets...)
 	}
-	r.advertised = refs
-	heads := make(map[string]plumbing.Hash, len(branches))
-	var wants []plumbing.Hash
-	for _, b := range branches {
-		ref, ok := refs[plumbing.NewBranchReferenceName(b)]
-		if !ok {
-			heads[b] = plumbing.ZeroHash
-			continue
-		}
-		heads[b] = ref.Hash()
-		if r.st.HasEncodedObject(ref.Hash()) != nil {
-			wants = append(wants, ref.Hash())
-		}
-	}
-	downloaded := false
-	if len(wants) > 0 {
-		req := packp.NewUploadPackRequestFromCapabilities(ar.Capabilities)
-		// A pack that is complete on its own is indexed without looking
-		// up delta bases in the clone.
-		req.Capabilities.Delete(capability.ThinPack)
-		if ar.Capabilities.Supports(capability.NoProgress) {
-			_ = req.Capabilities.Set(capability.NoProgress)
-		}
-		req.Wants = wants
-		req.Haves = r.haves()
-		resp, err := sess.UploadPack(ctx, req)
-		if err != nil {
-			return nil, false, r.errf(op, errBranch, r.timedOut(ctx, op, err), secrets...)
-		}
-		rd := sidebandReader(req.Capabilities, resp)
-		err = packfile.UpdateObjectStorage(r.st, rd)
-		_ = resp.Close()
-		if err != nil {
-			if terr := r.timedOut(ctx, op, err); terr != err {
-				return nil, false, r.errf(op, errBranch, terr)
-			}
-			return nil, false, r.errf(op, errBranch, fmt.Errorf("receive pack: %w", err), secrets...)
-		}
-		for _, h := range wants {
-			if err := r.st.HasEncodedObject(h); err != nil {
-				return nil, false, r.errf(op, errBranch, fmt.Errorf("commit %s missing after fetch", h))
-			}
-		}
-		downloaded = true
-	}
-	for _, b := range branches {
-		name := trackingRef(b)
-		if heads[b].IsZero() {
-			_ = r.st.RemoveReference(name)
-			continue
-		}
-		if r.localHead(b) == heads[b] {
-			continue
-		}
-		if err := r.st.SetReference(plumbing.NewHashReference(name, heads[b])); err != nil {
-			return nil, false, r.errf(op, b, fmt.Errorf("update ref: %w", err))
-		}
-	}
-	return heads, downloaded, nil
-}
-
-func sidebandReader(caps *capability.List, resp *packp.UploadPackResponse) io.Reader {
-	switch {
-	case caps.Supports(capability.Sideband64k):
-		return sideband.NewDemuxer(sideband.Sideband64k, resp)
-	case caps.Supports(capability.Sideband):
-		return sideband.NewDemuxer(sideband.Sideband, resp)
-	}
-	return resp
-}
-
-// haves lists the clone's branch heads and a few of their ancestors.
-func (r *Repo) haves() []plumbing.Hash {
-	seen := map[plumbing.Hash]bool{}
-	var out []plumbing.Hash
-	iter, err := r.st.IterReferences()
+	packsBefore, err := r.st.ObjectPacks()
 	if err != nil {
-		return nil
+		return nil, false, r.errf(op, errBranch, &corruptError{fmt.Errorf("list packs: %w", err)})
 	}
-	_ = iter.ForEach(func(ref *plumbing.Reference) error {
-		if ref.Type() != plumbing.HashReference || !ref.Name().IsRemote() {
-			return nil
+	heads := make(map[string]plumbing.Hash, len(branches))
+	fetched := branches
+	for {
+		err = r.remote.fetch(ctx, r.st, auth, fetched)
+		var nomatch gogit.NoMatchingRefSpecError
+		if !errors.As(err, &nomatch) || len(fetched) == 1 {
+			break
 		}
-		h := ref.Hash()
-		for i := 0; i < havesPerRef && !seen[h]; i++ {
-			c, err := object.GetCommit(r.st, h)
-			if err != nil {
-				break // haves are a hint to the server: fewer is only slower
-			}
-			seen[h] = true
-			out = append(out, h)
-			if len(c.ParentHashes) == 0 {
-				break
-			}
-			h = c.ParentHashes[0]
+		fetched = fetched[:1]
+	}
+	switch {
+	case err == nil, errors.Is(err, gogit.NoErrAlreadyUpToDate):
+	case errors.Is(err, transport.ErrEmptyRemoteRepository), errors.As(err, new(gogit.NoMatchingRefSpecError)):
+		// None of the branches exists (len(fetched) == 1 here).
+		fetched = nil
+	default:
+		if terr := r.timedOut(ctx, op, err); terr != err {
+			return nil, false, r.errf(op, errBranch, terr)
 		}
-		return nil //nolint:nilerr // a missing ancestor only shortens the haves
-	})
-	return out
+		return nil, false, r.errf(op, errBranch, err, secrets...)
+	}
+	for _, b := range branches {
+		if !slices.Contains(fetched, b) {
+			heads[b] = plumbing.ZeroHash
+			if err := r.st.RemoveReference(trackingRef(b)); err != nil {
+				return nil, false, r.errf(op, b, fmt.Errorf("remove ref: %w", err))
+			}
+			continue
+		}
+		h := r.localHead(b)
+		if err := r.st.HasEncodedObject(h); h.IsZero() || err != nil {
+			return nil, false, r.errf(op, b, fmt.Errorf("commit %s missing after fetch", h))
+		}
+		heads[b] = h
+	}
+	packsAfter, err := r.st.ObjectPacks()
+	if err != nil {
+		return nil, false, r.errf(op, errBranch, &corruptError{fmt.Errorf("list packs: %w", err)})
+	}
+	return heads, len(packsAfter) > len(packsBefore), nil
 }

@@ -375,3 +375,45 @@ func assertTimes(t *testing.T, got, want map[string]time.Time) {
 		}
 	}
 }
+
+func TestFetchFollowsTheStatusBranch(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	r, _ := open(t, f.bare, Options{})
+	ctx := context.Background()
+	if res := mustFetch(t, r); res.StatusListed {
+		t.Fatalf("Fetch before any status = %+v, want the status branch not followed", res)
+	}
+	st, err := r.WriteStatus(ctx, files("a.yaml", "x: 1\n"), Message{Subject: "status: a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := mustFetch(t, r); !res.StatusListed || res.StatusHead != st.Commit || res.Downloaded {
+		t.Fatalf("Fetch after WriteStatus = %+v, want status head %s and nothing downloaded", res, st.Commit)
+	}
+
+	// Someone else commits on the status branch: the next fetch brings it.
+	git(t, f.work, "fetch", "-q", "origin", DefaultStatusBranch)
+	git(t, f.work, "checkout", "-q", "-b", "edit", "FETCH_HEAD")
+	theirs := f.commitLocal(f.clock.Add(time.Minute), "status: edited by hand", map[string]string{"status/a.yaml": "x: 2\n"})
+	git(t, f.work, "push", "-q", "origin", "HEAD:"+DefaultStatusBranch)
+	git(t, f.work, "checkout", "-q", "main")
+	res := mustFetch(t, r)
+	if !res.StatusListed || res.StatusHead != theirs || res.Changed || res.Downloaded {
+		t.Fatalf("Fetch after a hand edit of status = %+v, want status head %s, tracked branch unchanged", res, theirs)
+	}
+	got, commit, err := r.ReadStatus(ctx)
+	if err != nil || commit != theirs || string(got["status/a.yaml"]) != "x: 2\n" {
+		t.Fatalf("ReadStatus = %q, %s, %v", got, commit, err)
+	}
+
+	// The status branch is deleted on the remote.
+	git(t, f.bare, "branch", "-D", DefaultStatusBranch)
+	res = mustFetch(t, r)
+	if !res.StatusListed || res.StatusHead != "" || res.Head != f.head("main") {
+		t.Fatalf("Fetch after the status branch was deleted = %+v, want it listed as deleted", res)
+	}
+	if res := mustFetch(t, r); res.StatusListed {
+		t.Fatalf("second Fetch after the deletion = %+v, want the status branch no longer followed", res)
+	}
+}

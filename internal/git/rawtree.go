@@ -15,7 +15,10 @@ import (
 // A walk over thousands of commits decodes tens of thousands of trees; go-git's
 // Tree.Decode allocates for every entry. rawTree parses a tree object in
 // place, and treeCache keeps the trees of the previous commit, which the
-// next commit's diff reads again.
+// next commit's diff reads again. With Tree.Decode instead, the cold
+// history walk of the 10,000-commit benchmark repository
+// (BenchmarkCreationTimes/cold) took 1.04-1.09 s, 533 MB and 10.0 million
+// allocations, against 0.51-0.79 s, 253 MB and 0.75 million here.
 
 // rawEntry is a tree entry whose name points into its tree's data.
 type rawEntry struct {

@@ -8,16 +8,19 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	gogit "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/client"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	"github.com/go-git/go-git/v5/storage"
 	gossh "golang.org/x/crypto/ssh"
 )
 
@@ -106,18 +109,6 @@ func newRemote(raw string, auth Auth, timeout time.Duration, log *slog.Logger) (
 	default:
 		return nil, fmt.Errorf("remote %s: unsupported protocol %q (use https, ssh or file)", display, ep.Protocol)
 	}
-	if rm.proto == protoHTTP {
-		// go-git's default HTTP client has no timeout at all. Requests carry
-		// the exchange's context (Repo.bound), which bounds the whole
-		// exchange; the transport's own timeouts also end a connection that
-		// is made but never answers, each with net/http's own error.
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
-		tr.TLSHandshakeTimeout = timeout
-		tr.ResponseHeaderTimeout = timeout
-		rm.tr = githttp.NewClient(&http.Client{Transport: tr})
-		return rm, nil
-	}
 	rm.tr, err = client.NewClient(ep)
 	if err != nil {
 		return nil, fmt.Errorf("remote %s: %w", display, err)
@@ -125,9 +116,9 @@ func newRemote(raw string, auth Auth, timeout time.Duration, log *slog.Logger) (
 	return rm, nil
 }
 
-// authMethod builds the credentials for one connection and returns the
-// secrets it read, so errors can be scrubbed of them.
-func (rm *remote) authMethod() (transport.AuthMethod, []string, error) {
+// authMethod builds the credentials for one exchange, bounded by ctx, and
+// returns the secrets it read, so errors can be scrubbed of them.
+func (rm *remote) authMethod(ctx context.Context) (transport.AuthMethod, []string, error) {
 	switch rm.proto {
 	case protoHTTP:
 		secrets := []string{rm.ep.Password}
@@ -181,26 +172,30 @@ func (rm *remote) authMethod() (transport.AuthMethod, []string, error) {
 			// server may present a key of another type and fail the check.
 			keys.HostKeyAlgorithms = db.HostKeyAlgorithms(net.JoinHostPort(rm.ep.Host, strconv.Itoa(port)))
 		}
-		return &sshAuth{PublicKeys: keys, timeout: rm.timeout}, []string{pass}, nil
+		return &sshAuth{PublicKeys: keys, timeout: rm.timeout, ctx: ctx}, []string{pass}, nil
 	}
 	return nil, nil, nil
 }
 
-func (rm *remote) uploadPack(ctx context.Context) (transport.UploadPackSession, []string, error) {
-	auth, secrets, err := rm.authMethod()
-	if err != nil {
-		return nil, secrets, err
+// fetch runs go-git's fetch of branches into their tracking references in
+// st. Tags are not fetched: fleetd reads branches only.
+func (rm *remote) fetch(ctx context.Context, st storage.Storer, auth transport.AuthMethod, branches []string) error {
+	specs := make([]config.RefSpec, len(branches))
+	for i, b := range branches {
+		specs[i] = config.RefSpec("+" + plumbing.NewBranchReferenceName(b).String() + ":" + trackingRef(b).String())
 	}
-	s, err := openSession(ctx, func() (transport.UploadPackSession, error) { return rm.tr.NewUploadPackSession(rm.ep, auth) })
-	return s, secrets, err
+	rem := gogit.NewRemote(st, &config.RemoteConfig{Name: remoteName, URLs: []string{rm.ep.String()}})
+	return rem.FetchContext(ctx, &gogit.FetchOptions{RemoteName: remoteName, RefSpecs: specs, Auth: auth, Tags: gogit.NoTags})
 }
 
 func (rm *remote) receivePack(ctx context.Context) (transport.ReceivePackSession, []string, error) {
-	auth, secrets, err := rm.authMethod()
+	auth, secrets, err := rm.authMethod(ctx)
 	if err != nil {
 		return nil, secrets, err
 	}
-	s, err := openSession(ctx, func() (transport.ReceivePackSession, error) { return rm.tr.NewReceivePackSession(rm.ep, auth) })
+	// An SSH session's opening is bounded by boundedSSH; an HTTP session
+	// connects in its first request, which carries ctx.
+	s, err := rm.tr.NewReceivePackSession(rm.ep, auth)
 	return s, secrets, err
 }
 
@@ -259,10 +254,42 @@ func (rm *remote) sshSigner(pass string) (gossh.Signer, error) {
 	return signer, nil
 }
 
-// sshAuth is go-git's public-key auth with a bounded dial.
+// sshAuth is go-git's public-key auth with a bounded dial, made for one
+// exchange. It carries the exchange's context because go-git's SSH
+// transport connects without one (see boundedSSH), and the auth method is
+// the one value of fleetd's that reaches the connection.
 type sshAuth struct {
 	*gitssh.PublicKeys
 	timeout time.Duration
+	ctx     context.Context //nolint:containedctx // see above
+}
+
+func init() {
+	client.InstallProtocol("ssh", boundedSSH{gitssh.DefaultClient})
+}
+
+// boundedSSH is go-git's SSH transport with the session's opening bounded
+// by the exchange's context, for fleetd's own exchanges (those authenticated
+// by an *sshAuth); any other use of go-git in the process is passed through
+// unchanged. Opening a session connects and runs the SSH handshake, which
+// go-git does without a context, so a server that accepts and never answers
+// would hold Remote.FetchContext for ever.
+type boundedSSH struct{ transport.Transport }
+
+func (t boundedSSH) NewUploadPackSession(ep *transport.Endpoint, auth transport.AuthMethod) (transport.UploadPackSession, error) {
+	a, ok := auth.(*sshAuth)
+	if !ok {
+		return t.Transport.NewUploadPackSession(ep, auth)
+	}
+	return openSession(a.ctx, func() (transport.UploadPackSession, error) { return t.Transport.NewUploadPackSession(ep, auth) })
+}
+
+func (t boundedSSH) NewReceivePackSession(ep *transport.Endpoint, auth transport.AuthMethod) (transport.ReceivePackSession, error) {
+	a, ok := auth.(*sshAuth)
+	if !ok {
+		return t.Transport.NewReceivePackSession(ep, auth)
+	}
+	return openSession(a.ctx, func() (transport.ReceivePackSession, error) { return t.Transport.NewReceivePackSession(ep, auth) })
 }
 
 func (a *sshAuth) ClientConfig() (*gossh.ClientConfig, error) {

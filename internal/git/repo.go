@@ -79,9 +79,14 @@ type Repo struct {
 	remote *remote
 	dir    string
 
-	mu     sync.Mutex
-	st     *filesystem.Storage
-	closed bool
+	mu sync.Mutex
+	st *filesystem.Storage
+	// objects caches decoded objects by hash for every storage opened on
+	// the work directory: compaction reopens the storage, and a sync after
+	// it must not inflate the whole tree again (that was the latency spike
+	// every eight status pushes). A re-clone starts a new cache.
+	objects cache.Object
+	closed  bool
 	// broken is set when an operation found the work directory corrupt;
 	// the next Fetch re-clones.
 	broken error
@@ -89,11 +94,7 @@ type Repo struct {
 	packLimit   int // compaction threshold, maxPacks but in tests
 	lastHead    plumbing.Hash
 	lastDesired plumbing.Hash
-	// advertised are the remote's references as the latest listing gave
-	// them: the status branch's head is read from the listing a fetch of
-	// the tracked branch makes anyway.
-	advertised map[plumbing.ReferenceName]*plumbing.Reference
-	history    map[string]*historyCache
+	history     map[string]*historyCache
 }
 
 // Open opens the work directory, cloning the tracked branch when there is no
@@ -142,6 +143,7 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 		dir:       filepath.Join(opts.Dir, repoDirName),
 		history:   map[string]*historyCache{},
 		packLimit: maxPacks,
+		objects:   cache.NewObjectLRU(objectCache),
 	}
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, r.errf("open", "", err)
@@ -158,7 +160,7 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 		}
 		return r, nil
 	}
-	st := openStorage(r.dir)
+	st := r.openStorage(r.dir)
 	if err := r.check(st); err != nil {
 		_ = st.Close()
 		if err := r.recoverLocked(ctx, err); err != nil {
@@ -190,12 +192,12 @@ func (r *Repo) Close() error {
 	return nil
 }
 
-// openStorage opens the clone's object store, keeping pack files open
-// between reads (compaction keeps them few). ExclusiveAccess is not set: in
-// go-git v5 it makes HasEncodedObject miss objects of packs written by this
-// very storage.
-func openStorage(dir string) *filesystem.Storage {
-	return filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRU(objectCache),
+// openStorage opens the object store in dir with the Repo's object cache,
+// keeping pack files open between reads (compaction keeps them few).
+// ExclusiveAccess is not set: in go-git v5 it makes HasEncodedObject miss
+// objects of packs written by this very storage.
+func (r *Repo) openStorage(dir string) *filesystem.Storage {
+	return filesystem.NewStorageWithOptions(osfs.New(dir), r.objects,
 		filesystem.Options{MaxOpenDescriptors: 2*maxPacks + 8})
 }
 
@@ -214,9 +216,8 @@ func (r *Repo) bound(ctx context.Context, op string) (context.Context, context.C
 
 // timedOut returns, for an exchange op whose context ended on a deadline,
 // the cause of that deadline (which names the exchange or the enclosing
-// sync) instead of what the transport made of it; for a timeout of the HTTP
-// transport's own (a connection made, no response headers), a
-// *TimeoutError; else err.
+// sync) instead of what the transport made of it; for a timeout of the
+// network's own (an SSH dial bounded by sshAuth), a *TimeoutError; else err.
 func (r *Repo) timedOut(ctx context.Context, op string, err error) error {
 	if err == nil {
 		return nil
@@ -244,7 +245,9 @@ func (r *Repo) recoverLocked(ctx context.Context, reason error) error {
 		r.st = nil
 	}
 	// lastHead, lastDesired and the creation times name commits by hash;
-	// they stay valid in the new clone.
+	// they stay valid in the new clone. Cached objects may have been read
+	// from the damaged packs: they are not kept.
+	r.objects = cache.NewObjectLRU(objectCache)
 	r.broken = nil
 	return r.cloneLocked(ctx)
 }
@@ -264,7 +267,7 @@ func (r *Repo) cloneLocked(ctx context.Context) error {
 	if err != nil {
 		return r.errf("clone", r.opts.Branch, err)
 	}
-	st := openStorage(tmp)
+	st := r.openStorage(tmp)
 	cfg, err := st.Config()
 	if err == nil {
 		// The URL is stored without credentials; it is only compared at
@@ -297,7 +300,7 @@ func (r *Repo) cloneLocked(ctx context.Context) error {
 	if err := os.Rename(tmp, r.dir); err != nil {
 		return r.errf("clone", r.opts.Branch, err)
 	}
-	r.st = openStorage(r.dir)
+	r.st = r.openStorage(r.dir)
 	r.log.Info("Cloned fleet repo", "dir", r.dir, "commit", heads[r.opts.Branch].String())
 	return nil
 }

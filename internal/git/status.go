@@ -97,7 +97,7 @@ func (r *Repo) WriteStatus(ctx context.Context, files map[string][]byte, msg Mes
 	if err := r.usable(ctx); err != nil {
 		return StatusResult{}, err
 	}
-	defer r.compactLocked()
+	defer r.compactLocked(2 * r.packLimit) // see Fetch
 	var rejectedAt plumbing.Hash
 	var lastReason error // the remote's refusal of the previous try
 	for attempt := 1; ; attempt++ {
@@ -147,6 +147,15 @@ type statusTry struct {
 // when the clone already has it (the usual case: fleetd wrote it), reading
 // the head and pushing is one session. Otherwise the head is fetched first,
 // in a second session.
+//
+// The push is written on go-git's receive-pack session rather than with
+// Remote.PushContext and RequireRemoteRefs: PushContext finds the objects to
+// send with revlist, which first walks everything reachable from every
+// remote reference — the fleet repo's whole history. On the 10,000-commit
+// benchmark repository a push of 1,000 status files took 0.9–2.1 s with
+// PushContext against 0.11 s here (BenchmarkWriteStatus1000), where the
+// objects to send are known: the commit, its root tree and what the new
+// status/ tree adds.
 func (r *Repo) tryStatus(ctx context.Context, mem *memory.Storage, statusTree plumbing.Hash, msg Message) (statusTry, error) {
 	b := r.opts.StatusBranch
 	ctx, cancel := r.bound(ctx, "push")
@@ -343,7 +352,7 @@ func (r *Repo) ReadStatus(ctx context.Context) (map[string][]byte, string, error
 	if r.closed {
 		return nil, "", errors.New("git: repo is closed")
 	}
-	defer r.compactLocked()
+	defer r.compactLocked(2 * r.packLimit) // see Fetch
 	heads, _, err := r.fetchLocked(ctx, "fetch", b)
 	if err != nil {
 		return nil, "", err

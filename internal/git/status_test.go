@@ -302,8 +302,15 @@ func TestPacksAreCompacted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if n := len(packPaths(t, r.dir, ".pack")); n > 2*limit {
+		t.Fatalf("%d packs after status pushes, want at most %d", n, 2*limit)
+	}
+	// A poll that finds nothing new compacts down to the limit.
+	if res := mustFetch(t, r); res.Changed {
+		t.Fatalf("Fetch = %+v, want it unchanged", res)
+	}
 	if n := len(packPaths(t, r.dir, ".pack")); n > limit {
-		t.Fatalf("%d packs after compaction, want at most %d", n, limit)
+		t.Fatalf("%d packs after an unchanged poll, want at most %d", n, limit)
 	}
 	if !strings.Contains(logs.String(), "Compacted pack files") {
 		t.Fatalf("no compaction logged:\n%s", logs)
