@@ -37,6 +37,10 @@ const (
 	PhaseFailed          Phase = "Failed"
 )
 
+// Phases lists every phase, in the order a cluster's life meets them.
+var Phases = []Phase{PhaseProvisioning, PhaseScaling, PhaseUpdating, PhaseReady, PhaseDegraded, PhaseBlocked,
+	PhaseExpiring, PhaseDecommissioning, PhaseDecommissioned, PhaseFailed}
+
 // ExpiringWindow is how long before its expiry a temporary cluster shows
 // the phase Expiring.
 const ExpiringWindow = time.Hour

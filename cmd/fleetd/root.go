@@ -67,6 +67,19 @@ func fleetdVersion() string {
 	return versionOf(info)
 }
 
+// buildRevision is the commit the binary was built from ("unknown" when the
+// build did not record it).
+func buildRevision() string {
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return "unknown"
+}
+
 // versionOf is the version a build records: its module version, else the
 // commit a plain `go build` in a clone was built from.
 func versionOf(info *debug.BuildInfo) string {

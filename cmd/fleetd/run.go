@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -361,6 +362,7 @@ func runDaemon(ctx context.Context, w *wiring, o runOptions, stderr io.Writer) e
 	}
 
 	m := metrics.New()
+	m.SetBuildInfo(fleetdVersion(), buildRevision(), runtime.Version())
 	var elector *leader.Elector
 	if o.leaderElect {
 		rc, ns, err := o.restConfig()

@@ -37,6 +37,7 @@ func loopSyncer(_ context.Context, cfg RunConfig, m *metrics.Metrics, log *slog.
 				for name, p := range w.Providers {
 					w.Providers[name] = metrics.InstrumentProvider(p, m)
 				}
+				w = metrics.InstrumentRancher(w, m)
 			}
 			return w, closeW, err
 		},
@@ -88,8 +89,24 @@ func outcomeOf(res *fleetsync.Result, now time.Time) daemon.Outcome {
 	}
 	if res.Statuses != nil {
 		o.Clusters = map[string]int{}
+		o.ClusterStates = make([]daemon.ClusterState, 0, len(res.Statuses))
 		for _, st := range res.Statuses {
 			o.Clusters[string(st.Phase)]++
+			cs := daemon.ClusterState{Team: st.Team, Cluster: st.Cluster, Phase: string(st.Phase), Conditions: make(map[string]string, len(st.Conditions))}
+			for _, c := range st.Conditions {
+				cs.Conditions[c.Type] = c.Status
+			}
+			o.ClusterStates = append(o.ClusterStates, cs)
+		}
+	}
+	if res.Snapshot != nil && res.Fleet != nil {
+		o.Held = map[string]int{}
+		for _, cp := range res.Plan.Clusters {
+			for _, a := range cp.Actions {
+				if !a.Runnable() && !a.Deferred {
+					o.Held[actionKey(a.Kind)]++
+				}
+			}
 		}
 	}
 	return o
@@ -157,10 +174,20 @@ func actionResults(res *fleetsync.Result) []daemon.ActionResult {
 			if a.Runnable() {
 				n++
 			}
-			out = append(out, daemon.ActionResult{Action: a.Kind.String(), Result: r})
+			out = append(out, daemon.ActionResult{Action: actionKey(a.Kind), Result: r})
 		}
 	}
 	return out
+}
+
+// actionKey is an action kind as a metric label value, without spaces
+// ("create-machines").
+func actionKey(k reconcile.ActionKind) string {
+	b, err := k.MarshalText()
+	if err != nil {
+		return "unknown"
+	}
+	return string(b)
 }
 
 func machineCounts(o reconcile.Observed) []daemon.MachineCount {

@@ -53,14 +53,27 @@ type Outcome struct {
 	// Clusters counts the clusters by status phase (Ready, Provisioning,
 	// ...), from the statuses the sync computed.
 	Clusters map[string]int
+	// ClusterStates are each cluster's phase and conditions, from the same
+	// statuses (nil when not known this time, like Clusters).
+	ClusterStates []ClusterState
+	// Held counts the actions the policy holds back now, by action.
+	Held map[string]int
 	// Machines counts the observed machines by provider and state.
 	Machines []MachineCount
 	// Costs is the hourly cost of each cluster.
 	Costs []ClusterCost
 }
 
-// ActionResult is one executed action: its kind as reconcile.ActionKind's
-// String gives it ("create-machines", ...) and its result ("ok", "failed",
+// ClusterState is one cluster's phase and conditions (type → "True" or
+// "False").
+type ClusterState struct {
+	Team, Cluster string
+	Phase         string
+	Conditions    map[string]string
+}
+
+// ActionResult is one action of the plan: its kind as a key
+// ("create-machines", ...) and its result ("ok", "failed",
 // "blocked", ...).
 type ActionResult struct {
 	Action string

@@ -32,6 +32,12 @@ type Metrics struct {
 	providerCalls *prometheus.CounterVec
 	providerErrs  *prometheus.CounterVec
 	leader        prometheus.Gauge
+	clusterReady  *prometheus.GaugeVec
+	clusterCond   *prometheus.GaugeVec
+	held          *prometheus.GaugeVec
+	buildInfo     *prometheus.GaugeVec
+	rancherCalls  *prometheus.CounterVec
+	rancherErrs   *prometheus.CounterVec
 
 	// gauges serialises the reset-and-set of the gauge vectors, so a
 	// scrape never sees half of one sync's values.
@@ -54,8 +60,32 @@ func New() *Metrics {
 		}, []string{"result"}),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fleetd_actions_total",
-			Help: "Actions executed by syncs, by action and result.",
+			Help: "Actions run by syncs, by action (create-machines, drain-machine, ...) and result (ok, failed, waiting). Actions held back are fleetd_actions_held, not counted here.",
 		}, []string{"action", "result"}),
+		held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fleetd_actions_held",
+			Help: "Actions the policy holds back now, by action, as of the last sync.",
+		}, []string{"action"}),
+		clusterReady: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fleetd_cluster_ready",
+			Help: "1 when the cluster's Ready condition is True (it serves), else 0, as of the last sync that observed it.",
+		}, []string{"team", "cluster"}),
+		clusterCond: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fleetd_cluster_condition",
+			Help: "The cluster's conditions: 1 for the condition's current status (True or False), 0 for the other.",
+		}, []string{"team", "cluster", "type", "status"}),
+		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fleetd_build_info",
+			Help: "Always 1; the labels say which build of fleetd runs.",
+		}, []string{"version", "revision", "goversion"}),
+		rancherCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fleetd_rancher_calls_total",
+			Help: "Calls to Rancher and, through it, to downstream clusters, by call (clusters, machines, register, join-command, bind, unbind, delete-machine, unregister, node-readiness, drain).",
+		}, []string{"call"}),
+		rancherErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fleetd_rancher_call_errors_total",
+			Help: "Calls to Rancher and downstream clusters that returned an error, by call.",
+		}, []string{"call"}),
 		clusters: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fleetd_clusters",
 			Help: "Clusters of the fleet by status phase, as of the last sync that observed them.",
@@ -103,6 +133,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.syncDuration, m.syncs, m.actions, m.clusters, m.machines, m.costs,
 		m.lastSuccess, m.webhooks, m.refused, m.fetchDuration, m.providerCalls, m.providerErrs, m.leader,
+		m.clusterReady, m.clusterCond, m.held, m.buildInfo, m.rancherCalls, m.rancherErrs,
 	)
 	// Counters with a small known label set start at zero, so that rate()
 	// and absent() work before the first event.
@@ -110,6 +141,11 @@ func New() *Metrics {
 		m.syncs.WithLabelValues(r)
 	}
 	return m
+}
+
+// SetBuildInfo records which build runs (fleetd_build_info).
+func (m *Metrics) SetBuildInfo(version, revision, goVersion string) {
+	m.buildInfo.WithLabelValues(version, revision, goVersion).Set(1)
 }
 
 // Registry returns the private registry, for tests and extra collectors.
@@ -135,15 +171,49 @@ func (m *Metrics) RecordSync(o daemon.Outcome, d time.Duration) {
 		m.fetchDuration.Observe(o.FetchDuration.Seconds())
 	}
 	for _, a := range o.Actions {
-		m.actions.WithLabelValues(a.Action, a.Result).Inc()
+		switch a.Result {
+		case "ok", "failed", "waiting":
+			m.actions.WithLabelValues(a.Action, a.Result).Inc()
+		}
 	}
 
 	m.gauges.Lock()
 	defer m.gauges.Unlock()
 	if o.Clusters != nil {
 		m.clusters.Reset()
+		// Every phase has a series, 0 when no cluster is in it, so that
+		// a series never vanishes.
+		for _, phase := range reconcile.Phases {
+			m.clusters.WithLabelValues(string(phase)).Set(0)
+		}
 		for phase, n := range o.Clusters {
 			m.clusters.WithLabelValues(phase).Set(float64(n))
+		}
+	}
+	if o.ClusterStates != nil {
+		m.clusterReady.Reset()
+		m.clusterCond.Reset()
+		for _, c := range o.ClusterStates {
+			ready := 0.0
+			if c.Conditions["Ready"] == "True" {
+				ready = 1
+			}
+			m.clusterReady.WithLabelValues(c.Team, c.Cluster).Set(ready)
+			for typ, status := range c.Conditions {
+				for _, s := range []string{"True", "False"} {
+					v := 0.0
+					if s == status {
+						v = 1
+					}
+					m.clusterCond.WithLabelValues(c.Team, c.Cluster, typ, s).Set(v)
+				}
+			}
+		}
+	}
+	if o.Held != nil {
+		m.held.Reset()
+		for action, n := range o.Held {
+			m.held.WithLabelValues(action).Set(float64(n))
 		}
 	}
 	if o.Machines != nil {

@@ -36,7 +36,7 @@ func TestRecordSync(t *testing.T) {
 		{"syncs success", testutil.ToFloat64(m.syncs.WithLabelValues("success")), 1},
 		{"syncs failed", testutil.ToFloat64(m.syncs.WithLabelValues("failed")), 0},
 		{"actions create ok", testutil.ToFloat64(m.actions.WithLabelValues("create-machines", "ok")), 2},
-		{"actions decommission blocked", testutil.ToFloat64(m.actions.WithLabelValues("decommission", "blocked")), 1},
+		{"actions decommission blocked (held, not run: not counted)", testutil.ToFloat64(m.actions.WithLabelValues("decommission", "blocked")), 0},
 		{"clusters Ready", testutil.ToFloat64(m.clusters.WithLabelValues("Ready")), 3},
 		{"machines aws running", testutil.ToFloat64(m.machines.WithLabelValues("aws-eu", "running")), 7},
 		{"cost qa", testutil.ToFloat64(m.costs.WithLabelValues("qa", "qa-pr-77")), 0.25},
@@ -71,8 +71,12 @@ func TestRecordSync(t *testing.T) {
 	if n := testutil.CollectAndCount(m.costs); n != 1 {
 		t.Errorf("cost series of a gone cluster kept: %d series", n)
 	}
-	if n := testutil.CollectAndCount(m.clusters); n != 1 {
-		t.Errorf("phase series of an empty phase kept: %d series", n)
+	// Every phase keeps its series; an empty one reads 0.
+	if n := testutil.CollectAndCount(m.clusters); n != len(reconcile.Phases) {
+		t.Errorf("%d phase series, want %d", n, len(reconcile.Phases))
+	}
+	if got := testutil.ToFloat64(m.clusters.WithLabelValues("Provisioning")); got != 0 {
+		t.Errorf("the empty Provisioning phase reads %v", got)
 	}
 	if n := testutil.CollectAndCount(m.machines); n != 0 {
 		t.Errorf("machine series kept after an empty observation: %d", n)
@@ -165,5 +169,51 @@ func TestInstrumentProvider(t *testing.T) {
 	}
 	if InstrumentProvider(inner, nil) != reconcile.Provider(inner) {
 		t.Error("a nil Metrics must return the provider unchanged")
+	}
+}
+
+// TestClusterSeries: each cluster has a Ready series and its conditions,
+// every phase has a series (0 when empty), held-back actions are a gauge of
+// what is held now (a held action seen by ten syncs is one, not ten), and
+// build info is there.
+func TestClusterSeries(t *testing.T) {
+	m := New()
+	m.SetBuildInfo("v0.3.0", "0123abc", "go1.26.8")
+	o := daemon.Outcome{
+		Clusters: map[string]int{"Ready": 1, "Blocked": 1},
+		ClusterStates: []daemon.ClusterState{
+			{Team: "payments", Cluster: "payments-prod", Phase: "Blocked", Conditions: map[string]string{"Ready": "True", "Blocked": "True"}},
+			{Team: "qa", Cluster: "qa-pr-77", Phase: "Ready", Conditions: map[string]string{"Ready": "True", "Blocked": "False"}},
+		},
+		Held:    map[string]int{"delete-machines": 1, "unregister": 1},
+		Actions: []daemon.ActionResult{{Action: "delete-machines", Result: "blocked"}},
+	}
+	for range 10 {
+		m.RecordSync(o, time.Second)
+	}
+	checks := []struct {
+		name      string
+		got, want float64
+	}{
+		{"ready payments-prod", testutil.ToFloat64(m.clusterReady.WithLabelValues("payments", "payments-prod")), 1},
+		{"Blocked True of payments-prod", testutil.ToFloat64(m.clusterCond.WithLabelValues("payments", "payments-prod", "Blocked", "True")), 1},
+		{"Blocked False of payments-prod", testutil.ToFloat64(m.clusterCond.WithLabelValues("payments", "payments-prod", "Blocked", "False")), 0},
+		{"phase Degraded present at 0", testutil.ToFloat64(m.clusters.WithLabelValues("Degraded")), 0},
+		{"held delete-machines", testutil.ToFloat64(m.held.WithLabelValues("delete-machines")), 1},
+		{"blocked actions not counted as run", testutil.ToFloat64(m.actions.WithLabelValues("delete-machines", "blocked")), 0},
+		{"build info", testutil.ToFloat64(m.buildInfo.WithLabelValues("v0.3.0", "0123abc", "go1.26.8")), 1},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	if n := testutil.CollectAndCount(m.clusters); n != len(reconcile.Phases) {
+		t.Errorf("fleetd_clusters has %d series, want one per phase (%d)", n, len(reconcile.Phases))
+	}
+	// The cluster is gone: its series go.
+	m.RecordSync(daemon.Outcome{Clusters: map[string]int{}, ClusterStates: []daemon.ClusterState{}, Held: map[string]int{}}, time.Second)
+	if n := testutil.CollectAndCount(m.clusterReady); n != 0 {
+		t.Errorf("%d ready series of clusters that are gone", n)
 	}
 }
