@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/fleetd/fleetd/internal/kubeapi"
 	"github.com/fleetd/fleetd/reconcile"
 )
 
@@ -50,7 +51,7 @@ func (n *Nodes) Drain(ctx context.Context, cluster reconcile.ClusterRef, node st
 	}
 	log = log.With("node", node)
 	obj := cluster.Name + "/" + node
-	nd, err := c.core.Nodes().Get(ctx, node, metav1.GetOptions{})
+	nd, err := c.Nodes().Get(ctx, node, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
@@ -59,7 +60,7 @@ func (n *Nodes) Drain(ctx context.Context, cluster reconcile.ClusterRef, node st
 	}
 	if !nd.Spec.Unschedulable {
 		patch := []byte(`{"spec":{"unschedulable":true}}`)
-		if _, err := c.core.Nodes().Patch(ctx, node, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		if _, err := c.Nodes().Patch(ctx, node, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
 			if apierrors.IsNotFound(err) {
 				return nil
 			}
@@ -85,7 +86,7 @@ func (n *Nodes) Drain(ctx context.Context, cluster reconcile.ClusterRef, node st
 			continue // evicted already, terminating
 		}
 		ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
-		err := c.policy.Evictions(p.Namespace).Evict(ctx, ev)
+		err := c.Evict(ctx, ev)
 		switch {
 		case err == nil:
 			log.Info("Evicted pod", "pod", p.Namespace+"/"+p.Name)
@@ -123,7 +124,7 @@ func (n *Nodes) Drain(ctx context.Context, cluster reconcile.ClusterRef, node st
 
 // waitGone waits up to drainWait for the node's evictable pods to be gone
 // and returns how many are left.
-func (n *Nodes) waitGone(ctx context.Context, c *downstream, node string) (int, error) {
+func (n *Nodes) waitGone(ctx context.Context, c *kubeapi.Client, node string) (int, error) {
 	deadline := time.Now().Add(n.drainWait)
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -141,11 +142,11 @@ func (n *Nodes) waitGone(ctx context.Context, c *downstream, node string) (int, 
 }
 
 // podsToEvict lists the pods of node that a drain must evict, in pages.
-func (n *Nodes) podsToEvict(ctx context.Context, c *downstream, node string) ([]*corev1.Pod, error) {
+func (n *Nodes) podsToEvict(ctx context.Context, c *kubeapi.Client, node string) ([]*corev1.Pod, error) {
 	var out []*corev1.Pod
 	opts := metav1.ListOptions{FieldSelector: "spec.nodeName=" + node, Limit: n.pageSize}
 	for {
-		l, err := c.core.Pods(metav1.NamespaceAll).List(ctx, opts)
+		l, err := c.Pods(metav1.NamespaceAll).List(ctx, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -187,7 +188,7 @@ func unmanaged(pods []*corev1.Pod) []string {
 
 // blockingBudgets returns namespace/name of the PodDisruptionBudgets that
 // select any of pods.
-func blockingBudgets(ctx context.Context, c *downstream, pods []*corev1.Pod) ([]string, error) {
+func blockingBudgets(ctx context.Context, c *kubeapi.Client, pods []*corev1.Pod) ([]string, error) {
 	type budget struct {
 		name string
 		sel  labels.Selector
@@ -197,7 +198,7 @@ func blockingBudgets(ctx context.Context, c *downstream, pods []*corev1.Pod) ([]
 	for _, p := range pods {
 		bs, ok := byNS[p.Namespace]
 		if !ok {
-			l, err := c.policy.PodDisruptionBudgets(p.Namespace).List(ctx, metav1.ListOptions{})
+			l, err := c.PodDisruptionBudgets(p.Namespace).List(ctx, metav1.ListOptions{})
 			if err != nil {
 				return nil, err
 			}
