@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -101,7 +102,7 @@ func (n *Nodes) Drain(ctx context.Context, cluster reconcile.ClusterRef, node st
 	if len(refused) > 0 {
 		pdbs, err := blockingBudgets(ctx, c, refused)
 		if err != nil {
-			log.Warn("Cannot list the disruption budgets of a node that does not drain", "error", err)
+			log.Warn("Cannot read all the disruption budgets of a node that does not drain", "error", err.Error())
 		}
 		why := "its PodDisruptionBudgets"
 		if len(pdbs) > 0 {
@@ -195,6 +196,7 @@ func blockingBudgets(ctx context.Context, c *kubeapi.Client, pods []*corev1.Pod)
 	}
 	byNS := map[string][]budget{}
 	var out []string
+	var unreadable []error
 	for _, p := range pods {
 		bs, ok := byNS[p.Namespace]
 		if !ok {
@@ -205,6 +207,9 @@ func blockingBudgets(ctx context.Context, c *kubeapi.Client, pods []*corev1.Pod)
 			for j := range l.Items {
 				sel, err := metav1.LabelSelectorAsSelector(l.Items[j].Spec.Selector)
 				if err != nil {
+					// The API server refuses such a selector; should one
+					// pass, it is reported, and the others still named.
+					unreadable = append(unreadable, fmt.Errorf("kube: selector of PodDisruptionBudget %s/%s: %w", p.Namespace, l.Items[j].Name, err))
 					continue
 				}
 				bs = append(bs, budget{name: p.Namespace + "/" + l.Items[j].Name, sel: sel})
@@ -218,7 +223,7 @@ func blockingBudgets(ctx context.Context, c *kubeapi.Client, pods []*corev1.Pod)
 		}
 	}
 	slices.Sort(out)
-	return out, nil
+	return out, errors.Join(unreadable...)
 }
 
 func count(n int, word string) string {
