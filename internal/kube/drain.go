@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/fleetd/fleetd/internal/kubeapi"
 	"github.com/fleetd/fleetd/reconcile"
 )
 
@@ -50,7 +52,7 @@ func (n *Nodes) Drain(ctx context.Context, cluster reconcile.ClusterRef, node st
 	}
 	log = log.With("node", node)
 	obj := cluster.Name + "/" + node
-	nd, err := c.core.Nodes().Get(ctx, node, metav1.GetOptions{})
+	nd, err := c.Nodes().Get(ctx, node, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
@@ -59,7 +61,7 @@ func (n *Nodes) Drain(ctx context.Context, cluster reconcile.ClusterRef, node st
 	}
 	if !nd.Spec.Unschedulable {
 		patch := []byte(`{"spec":{"unschedulable":true}}`)
-		if _, err := c.core.Nodes().Patch(ctx, node, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		if _, err := c.Nodes().Patch(ctx, node, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
 			if apierrors.IsNotFound(err) {
 				return nil
 			}
@@ -85,7 +87,7 @@ func (n *Nodes) Drain(ctx context.Context, cluster reconcile.ClusterRef, node st
 			continue // evicted already, terminating
 		}
 		ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
-		err := c.policy.Evictions(p.Namespace).Evict(ctx, ev)
+		err := c.Evict(ctx, ev)
 		switch {
 		case err == nil:
 			log.Info("Evicted pod", "pod", p.Namespace+"/"+p.Name)
@@ -100,7 +102,7 @@ func (n *Nodes) Drain(ctx context.Context, cluster reconcile.ClusterRef, node st
 	if len(refused) > 0 {
 		pdbs, err := blockingBudgets(ctx, c, refused)
 		if err != nil {
-			log.Warn("Cannot list the disruption budgets of a node that does not drain", "error", err)
+			log.Warn("Cannot read all the disruption budgets of a node that does not drain", "error", err.Error())
 		}
 		why := "its PodDisruptionBudgets"
 		if len(pdbs) > 0 {
@@ -123,7 +125,7 @@ func (n *Nodes) Drain(ctx context.Context, cluster reconcile.ClusterRef, node st
 
 // waitGone waits up to drainWait for the node's evictable pods to be gone
 // and returns how many are left.
-func (n *Nodes) waitGone(ctx context.Context, c *downstream, node string) (int, error) {
+func (n *Nodes) waitGone(ctx context.Context, c *kubeapi.Client, node string) (int, error) {
 	deadline := time.Now().Add(n.drainWait)
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -141,11 +143,11 @@ func (n *Nodes) waitGone(ctx context.Context, c *downstream, node string) (int, 
 }
 
 // podsToEvict lists the pods of node that a drain must evict, in pages.
-func (n *Nodes) podsToEvict(ctx context.Context, c *downstream, node string) ([]*corev1.Pod, error) {
+func (n *Nodes) podsToEvict(ctx context.Context, c *kubeapi.Client, node string) ([]*corev1.Pod, error) {
 	var out []*corev1.Pod
 	opts := metav1.ListOptions{FieldSelector: "spec.nodeName=" + node, Limit: n.pageSize}
 	for {
-		l, err := c.core.Pods(metav1.NamespaceAll).List(ctx, opts)
+		l, err := c.Pods(metav1.NamespaceAll).List(ctx, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -187,23 +189,27 @@ func unmanaged(pods []*corev1.Pod) []string {
 
 // blockingBudgets returns namespace/name of the PodDisruptionBudgets that
 // select any of pods.
-func blockingBudgets(ctx context.Context, c *downstream, pods []*corev1.Pod) ([]string, error) {
+func blockingBudgets(ctx context.Context, c *kubeapi.Client, pods []*corev1.Pod) ([]string, error) {
 	type budget struct {
 		name string
 		sel  labels.Selector
 	}
 	byNS := map[string][]budget{}
 	var out []string
+	var unreadable []error
 	for _, p := range pods {
 		bs, ok := byNS[p.Namespace]
 		if !ok {
-			l, err := c.policy.PodDisruptionBudgets(p.Namespace).List(ctx, metav1.ListOptions{})
+			l, err := c.PodDisruptionBudgets(p.Namespace).List(ctx, metav1.ListOptions{})
 			if err != nil {
 				return nil, err
 			}
 			for j := range l.Items {
 				sel, err := metav1.LabelSelectorAsSelector(l.Items[j].Spec.Selector)
 				if err != nil {
+					// The API server refuses such a selector; should one
+					// pass, it is reported, and the others still named.
+					unreadable = append(unreadable, fmt.Errorf("kube: selector of PodDisruptionBudget %s/%s: %w", p.Namespace, l.Items[j].Name, err))
 					continue
 				}
 				bs = append(bs, budget{name: p.Namespace + "/" + l.Items[j].Name, sel: sel})
@@ -217,7 +223,7 @@ func blockingBudgets(ctx context.Context, c *downstream, pods []*corev1.Pod) ([]
 		}
 	}
 	slices.Sort(out)
-	return out, nil
+	return out, errors.Join(unreadable...)
 }
 
 func count(n int, word string) string {

@@ -11,9 +11,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
-	policyv1client "k8s.io/client-go/kubernetes/typed/policy/v1"
 
+	"github.com/fleetd/fleetd/internal/kubeapi"
 	"github.com/fleetd/fleetd/internal/rancher"
 	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/schema"
@@ -46,7 +45,7 @@ type Nodes struct {
 	pageSize  int64
 
 	mu      sync.Mutex
-	clients map[string]*downstream
+	clients map[string]*kubeapi.Client
 }
 
 var _ reconcile.Nodes = (*Nodes)(nil)
@@ -72,19 +71,13 @@ func NewWithConn(cfg Config, conn *rancher.Conn) *Nodes {
 		log:       log,
 		drainWait: cmp.Or(cfg.DrainWait, 3*time.Second),
 		pageSize:  cmp.Or(cfg.PageSize, 500),
-		clients:   map[string]*downstream{},
+		clients:   map[string]*kubeapi.Client{},
 	}
 }
 
-// downstream holds the typed clients of the two API groups fleetd uses in
-// a downstream cluster. They, not the clientset of every group, are built:
-// the clientset links every API type of Kubernetes into the binary.
-type downstream struct {
-	core   corev1client.CoreV1Interface
-	policy policyv1client.PolicyV1Interface
-}
-
-func (n *Nodes) client(cluster reconcile.ClusterRef) (*downstream, error) {
+// client returns the downstream cluster's client: kubeapi's, not client-go's
+// clientset or typed clients, which link every API group into the binary.
+func (n *Nodes) client(cluster reconcile.ClusterRef) (*kubeapi.Client, error) {
 	if cluster.ID == "" {
 		return nil, &reconcile.WaitError{Reason: "cluster " + cluster.Name + " has no management ID yet", After: 5 * time.Second}
 	}
@@ -94,15 +87,10 @@ func (n *Nodes) client(cluster reconcile.ClusterRef) (*downstream, error) {
 		return c, nil
 	}
 	cfg := n.conn.RESTConfig(cluster.ID)
-	core, err := corev1client.NewForConfig(cfg)
+	c, err := kubeapi.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kube: client for %s (%s): %w", cluster.Name, cluster.ID, err)
 	}
-	policy, err := policyv1client.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("kube: client for %s (%s): %w", cluster.Name, cluster.ID, err)
-	}
-	c := &downstream{core: core, policy: policy}
 	n.clients[cluster.ID] = c
 	return c, nil
 }
@@ -121,7 +109,7 @@ func (n *Nodes) Ready(ctx context.Context, cluster reconcile.ClusterRef) (map[st
 	out := map[string]bool{}
 	opts := metav1.ListOptions{Limit: n.pageSize}
 	for {
-		l, err := c.core.Nodes().List(ctx, opts)
+		l, err := c.Nodes().List(ctx, opts)
 		if err != nil {
 			return nil, n.fail("list nodes of", cluster.Name, err)
 		}

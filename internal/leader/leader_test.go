@@ -15,10 +15,11 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	coordinationv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
 
 	"github.com/fleetd/fleetd/internal/daemon"
+	"github.com/fleetd/fleetd/internal/kubeapi"
 	"github.com/fleetd/fleetd/internal/kubetest"
 )
 
@@ -168,20 +169,27 @@ func waitLeader(t *testing.T, within time.Duration, rs ...*replica) *replica {
 	return nil
 }
 
+func leases(t *testing.T) kubeapi.Resource[*coordinationv1.Lease, *coordinationv1.LeaseList] {
+	t.Helper()
+	c, err := kubeapi.New(shared.Env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Leases("default")
+}
+
+func getLease(t *testing.T, lease string) *coordinationv1.Lease {
+	t.Helper()
+	l, err := leases(t).Get(context.Background(), lease, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 func holder(t *testing.T, lease string) string {
 	t.Helper()
-	c, err := coordinationv1.NewForConfig(shared.Env.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := c.Leases("default").Get(context.Background(), lease, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if l.Spec.HolderIdentity == nil {
-		return ""
-	}
-	return *l.Spec.HolderIdentity
+	return holderOf(getLease(t, lease))
 }
 
 func TestFailoverOnARealAPIServer(t *testing.T) {
@@ -260,19 +268,12 @@ func TestLostLeaseEndsTheTermAndCampaignsAgain(t *testing.T) {
 	}
 	// Someone else takes the Lease (an operator, or a replica that believed
 	// it had expired): the term must end and the work stop.
-	c, err := coordinationv1.NewForConfig(shared.Env.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := c.Leases("default").Get(context.Background(), lease, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := getLease(t, lease)
 	intruder := "intruder"
 	l.Spec.HolderIdentity = &intruder
 	now := metav1.NewMicroTime(time.Now())
 	l.Spec.RenewTime = &now
-	if _, err := c.Leases("default").Update(context.Background(), l, metav1.UpdateOptions{}); err != nil {
+	if _, err := leases(t).Update(context.Background(), lease, l, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)

@@ -1,11 +1,15 @@
 package rancher
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -49,11 +53,31 @@ func APIError(op, object string, err error, secrets ...string) error {
 	if errors.As(err, &status) && status.Status().Code >= 500 {
 		return reconcile.Transient(wrapped)
 	}
-	var netErr net.Error
-	if errors.As(err, &netErr) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "EOF") {
+	if connectionFailed(err) {
 		return reconcile.Transient(wrapped)
 	}
 	return wrapped
+}
+
+// connectionFailed reports whether err is a failure to reach the API or to
+// get its answer, by type: client-go returns a *url.Error (a net.Error)
+// around the dial or read error, and the sentinels below are what those
+// wrap. A verification failure of the server's certificate is not one: only
+// a change of rancher.caFile or the certificate helps.
+func connectionFailed(err error) bool {
+	var (
+		unknownCA x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		verify    *tls.CertificateVerificationError
+	)
+	if errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &verify) {
+		return false
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // ReasonClusterUnavailable is the Status reason with which Rancher answers a

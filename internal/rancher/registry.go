@@ -17,10 +17,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
+	"github.com/fleetd/fleetd/internal/kubeapi"
 	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/schema"
 )
@@ -49,8 +48,7 @@ type Registry struct {
 	conn      *Conn
 	log       *slog.Logger
 	dyn       dynamic.Interface
-	core      corev1client.CoreV1Interface
-	disc      discovery.DiscoveryInterface
+	kube      *kubeapi.Client
 	pageSize  int64
 
 	mu             sync.Mutex
@@ -85,13 +83,9 @@ func NewWithConn(_ context.Context, cfg Config, conn *Conn) (*Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rancher: client for %s: %w", conn, err)
 	}
-	// The typed clients of the two API groups used, not the clientset of
-	// every group: the clientset links every API type into the binary.
-	core, err := corev1client.NewForConfig(rc)
-	if err != nil {
-		return nil, fmt.Errorf("rancher: client for %s: %w", conn, err)
-	}
-	disc, err := discovery.NewDiscoveryClientForConfig(rc)
+	// kubeapi's client for secrets and discovery, not client-go's typed
+	// clients: they link every API group into the binary.
+	kube, err := kubeapi.New(rc)
 	if err != nil {
 		return nil, fmt.Errorf("rancher: client for %s: %w", conn, err)
 	}
@@ -106,8 +100,7 @@ func NewWithConn(_ context.Context, cfg Config, conn *Conn) (*Registry, error) {
 		conn:      conn,
 		log:       log.With("rancher", conn.URL),
 		dyn:       dyn,
-		core:      core,
-		disc:      disc,
+		kube:      kube,
 		pageSize:  cmp.Or(cfg.PageSize, 500),
 	}, nil
 }
@@ -295,7 +288,7 @@ func (r *Registry) machineAPIVersion(ctx context.Context) (string, error) {
 		return v, nil
 	}
 	for _, version := range []string{"v1beta2", "v1beta1"} {
-		res, err := r.disc.ServerResourcesForGroupVersion(capiGroup + "/" + version)
+		res, err := r.kube.ServerResources(ctx, capiGroup+"/"+version)
 		if apierrors.IsNotFound(err) {
 			continue
 		}
@@ -451,7 +444,7 @@ func (r *Registry) JoinCommand(ctx context.Context, cluster string, roles []stri
 		if secretName == "" {
 			return "", &reconcile.WaitError{Reason: "the registration token of " + cluster + " names no token secret yet", After: 5 * time.Second}
 		}
-		sec, err := r.core.Secrets(id).Get(ctx, secretName, metav1.GetOptions{})
+		sec, err := r.kube.Secrets(id).Get(ctx, secretName, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return "", &reconcile.WaitError{Reason: "the registration token secret of " + cluster + " does not exist yet", After: 5 * time.Second}
 		}

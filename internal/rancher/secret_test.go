@@ -3,8 +3,13 @@ package rancher
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -116,7 +121,10 @@ func TestAPIErrorKinds(t *testing.T) {
 		{"503", apierrors.NewServiceUnavailable("later"), reconcile.ReactRetry},
 		{"502", apierrors.NewGenericServerResponse(http.StatusBadGateway, "get", gr, "a", "", 0, true), reconcile.ReactRetry},
 		{"422", apierrors.NewInvalid(schema.GroupKind{Group: gr.Group, Kind: "Cluster"}, "a", nil), reconcile.ReactStall},
-		{"connection refused", errors.New("dial tcp 127.0.0.1:1: connect: connection refused"), reconcile.ReactRetry},
+		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, reconcile.ReactRetry},
+		{"connection reset", fmt.Errorf("read: %w", syscall.ECONNRESET), reconcile.ReactRetry},
+		{"EOF", fmt.Errorf("reading the answer: %w", io.ErrUnexpectedEOF), reconcile.ReactRetry},
+		{"a message that only reads like a network failure", errors.New("connection refused"), reconcile.ReactFail},
 		{"404 is the caller's", apierrors.NewNotFound(gr, "a"), reconcile.ReactFail},
 	}
 	for _, tc := range cases {

@@ -168,64 +168,51 @@ func (p *Provider) adopt(v vmInfo, s reconcile.MachineSpec) (*reconcile.Machine,
 	return &m, nil
 }
 
-// cloneAttempts bounds the clones of one machine in one Create: a clone
-// that failed for a reason that may pass (a host briefly unreachable, an
-// overloaded vCenter) is tried again, after checking that it did not in fact
-// make the VM.
-const cloneAttempts = 3
-
-// clone makes one machine.
+// clone makes one machine with one clone task. A clone that failed is not
+// tried again here: the error goes back to the sync, which retries a
+// transient one with backoff (the one retry layer above the transport), after
+// the next List has shown whether the failed clone made the VM after all.
 func (p *Provider) clone(ctx context.Context, inv *inventory, folder types.ManagedObjectReference, s reconcile.MachineSpec) (*reconcile.Machine, error) {
 	tmplName := s.Size.Template
 	if tmplName == "" {
 		tmplName = p.cfg.Spec.Template
 	}
 	log := p.clusterLogger(ctx, s.Cluster).With("vm", s.Name, "team", s.Team, "pool", s.Pool)
-	for attempt := 1; ; attempt++ {
-		tmpl, err := p.template(ctx, inv, tmplName)
-		if err != nil {
-			return nil, err
-		}
-		spec, err := p.cloneSpec(inv, tmpl, s)
-		if err != nil {
-			return nil, err
-		}
-		m, err := p.cloneOnce(ctx, log, tmpl, folder, s, spec)
-		if err == nil {
-			return m, nil
-		}
-		if ctx.Err() != nil {
-			// The clone may still finish in vCenter, marked; the next
-			// Create finds it instead of making a twin.
-			return nil, err
-		}
-		var mof *types.ManagedObjectNotFound
-		if _, ok := fault.As(err, &mof); ok {
-			switch mof.Obj {
-			case folder:
-				p.forgetFolder(folder)
-			case tmpl.ref:
-				p.forgetTemplate(tmplName)
-			}
-		}
-		// The clone failed, lost a race to another clone of the same name
-		// (DuplicateName), or failed only to power on: whatever exists now
-		// under that name decides.
-		if m, found, rerr := p.recoverClone(ctx, folder, s, err); found {
-			return m, rerr
-		}
-		var transient *reconcile.TransientError
-		if !errors.As(err, &transient) || attempt == cloneAttempts {
-			log.Warn("Cloning VM failed", "error", err, "attempts", attempt)
-			return nil, err
-		}
-		log.Warn("Cloning VM failed; trying again", "error", err, "attempt", attempt)
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(time.Duration(attempt) * 250 * time.Millisecond):
+	tmpl, err := p.template(ctx, inv, tmplName)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := p.cloneSpec(inv, tmpl, s)
+	if err != nil {
+		return nil, err
+	}
+	m, err := p.cloneOnce(ctx, log, tmpl, folder, s, spec)
+	if err == nil {
+		return m, nil
+	}
+	if ctx.Err() != nil {
+		// The clone may still finish in vCenter, marked; the next
+		// Create finds it instead of making a twin.
+		return nil, err
+	}
+	var mof *types.ManagedObjectNotFound
+	if _, ok := fault.As(err, &mof); ok {
+		// A cached folder or template is gone: look it up afresh next time.
+		switch mof.Obj {
+		case folder:
+			p.forgetFolder(folder)
+		case tmpl.ref:
+			p.forgetTemplate(tmplName)
 		}
 	}
+	// The clone failed, lost a race to another clone of the same name
+	// (DuplicateName), or failed only to power on: whatever exists now
+	// under that name decides.
+	if m, found, rerr := p.recoverClone(ctx, folder, s, err); found {
+		return m, rerr
+	}
+	log.Warn("Cloning VM failed", "error", err)
+	return nil, err
 }
 
 // cloneOnce runs one clone task and waits for it.
@@ -275,7 +262,9 @@ func redact(err error, s reconcile.MachineSpec) error {
 func (p *Provider) recoverClone(ctx context.Context, folder types.ManagedObjectReference, s reconcile.MachineSpec, cerr error) (_ *reconcile.Machine, found bool, _ error) {
 	existing, err := p.vmsInFolder(ctx, folder)
 	if err != nil {
-		// Not knowing is not finding: the caller keeps the clone's error.
+		// Not knowing is not finding: the caller keeps the clone's error,
+		// and the next sync's List looks again.
+		p.logger(ctx).Warn("Cannot look for the VM of a failed clone", "vm", s.Name, "error", err)
 		return nil, false, nil //nolint:nilerr // see above
 	}
 	v, ok := existing[s.Name]

@@ -142,12 +142,13 @@ func isTransient(err error) bool {
 	if errors.Is(err, context.Canceled) {
 		return false
 	}
-	// Throttling and overload: vCenter answers 503 (or a proxy 429/502/504).
-	msg := err.Error()
-	for _, s := range []string{"503 Service Unavailable", "429 Too Many Requests", "502 Bad Gateway", "504 Gateway Timeout"} {
-		if strings.Contains(msg, s) {
-			return true
-		}
+	// An HTTP status instead of a SOAP answer: throttling and overload
+	// (vCenter answers 503, a proxy 429, 502 or 504) pass; another status
+	// (a wrong path, a proxy's refusal) does not, although govmomi's error
+	// for it is a *url.Error, a net.Error.
+	var hs *HTTPStatusError
+	if errors.As(err, &hs) {
+		return transientStatus(hs.Code)
 	}
 	var ne net.Error
 	return errors.As(err, &ne)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 
 	"github.com/vmware/govmomi/vim25"
@@ -101,9 +102,11 @@ func New(_ context.Context, cfg Config) (*Provider, error) {
 	// the transport's default of two idle connections per host.
 	tr := sc.DefaultTransport()
 	tr.MaxIdleConnsPerHost = 2*cfg.MaxInFlight + 4
+	var inner http.RoundTripper = tr
 	if cfg.WrapTransport != nil {
-		sc.Client.Transport = cfg.WrapTransport(tr)
+		inner = cfg.WrapTransport(tr)
 	}
+	sc.Client.Transport = statusTransport{inner: inner}
 	// No client timeout: waiting for a long clone is one long poll. Every
 	// call's context has a deadline (the sync loop bounds each call to a
 	// provider, see fleetsync.Bound), and govmomi's SOAP client sends each
@@ -135,16 +138,20 @@ func (p *Provider) connect(ctx context.Context) error {
 	if p.refused != nil {
 		return p.refused
 	}
-	c, err := vim25.NewClient(ctx, p.sc)
+	sctx, status := withStatusCell(ctx)
+	c, err := vim25.NewClient(sctx, p.sc)
 	if err != nil {
-		return wrap("connect", p.host, err)
+		return wrap("connect", p.host, status.typed(err))
 	}
 	if c.ServiceContent.SessionManager == nil {
 		return reconcile.Stalled(fmt.Errorf("vsphere: connect %s: no session manager (not a vCenter?)", p.host))
 	}
 	srt := &sessionRoundTripper{inner: p.sc, provider: p}
 	sm := *c.ServiceContent.SessionManager
-	srt.login = func(ctx context.Context, rt soap.RoundTripper) error { return p.login(ctx, rt, sm) }
+	srt.login = func(ctx context.Context, rt soap.RoundTripper) error {
+		ctx, status := withStatusCell(ctx)
+		return status.typed(p.login(ctx, rt, sm))
+	}
 	if err := srt.login(ctx, p.sc); err != nil {
 		return p.loginFailed(err)
 	}

@@ -233,7 +233,10 @@ func (s *sim) checkNoUnmarked(t *testing.T) {
 	}
 }
 
-func TestTransientFaultIsRetried(t *testing.T) {
+// TestTransientFaultIsReturnedNotRetried pins that a clone failing with a
+// transient fault is not cloned again inside Create: the sync retries it
+// with backoff, and the next Create makes the machine.
+func TestTransientFaultIsReturnedNotRetried(t *testing.T) {
 	s := newSim(t, vcsimserver.Options{})
 	s.srv.Model().Service.AddFaultRule(&simulator.FaultInjectionRule{
 		MethodName: "CloneVM_Task", ObjectType: "*", ObjectName: "*", Probability: 1, MaxCount: 1, Enabled: true,
@@ -241,15 +244,74 @@ func TestTransientFaultIsRetried(t *testing.T) {
 		Message: "Host DC0_C0_H1 is not responding",
 	})
 	p := s.provider(t, s.config("acme"))
-	ms, err := p.Create(t.Context(), []reconcile.MachineSpec{spec("prod", "workers", 0)})
-	if err != nil || len(ms) != 1 {
-		t.Fatalf("Create with one transient fault: %v", err)
+	sp := spec("prod", "workers", 0)
+	_, err := p.Create(t.Context(), []reconcile.MachineSpec{sp})
+	if reconcile.Classify(err) != reconcile.ReactRetry {
+		t.Fatalf("Create with a HostCommunication fault: %v (reaction %v), want a transient error", err, reconcile.Classify(err))
 	}
-	if got := s.srv.RequestsByMethod()["CloneVM_Task"]; got != 2 {
-		t.Errorf("%d clones, want 2 (one failed, one retried)", got)
+	if got := s.srv.RequestsByMethod()["CloneVM_Task"]; got != 1 {
+		t.Errorf("%d clones, want 1: the provider must not retry on its own", got)
 	}
 	if !strings.Contains(s.logs.String(), "Host DC0_C0_H1 is not responding") {
-		t.Errorf("the retried fault was not logged")
+		t.Errorf("the fault was not logged")
+	}
+	ms, err := p.Create(t.Context(), []reconcile.MachineSpec{sp})
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("Create at the next sync: %+v, %v", ms, err)
+	}
+}
+
+// TestFaultKinds classifies vCenter's faults, injected into the simulator,
+// by their types: each kind of reaction from a real SOAP fault or task
+// fault.
+func TestFaultKinds(t *testing.T) {
+	cases := []struct {
+		name   string
+		method string
+		fault  types.BaseMethodFault
+		want   reconcile.Reaction
+	}{
+		{"a host not responding", "CloneVM_Task", &types.HostCommunication{}, reconcile.ReactRetry},
+		{"a host not connected", "CloneVM_Task", &types.HostNotConnected{}, reconcile.ReactRetry},
+		{"concurrent access", "CloneVM_Task", &types.ConcurrentAccess{}, reconcile.ReactRetry},
+		{"a task in progress", "CloneVM_Task", &types.TaskInProgress{}, reconcile.ReactRetry},
+		{"no permission", "CloneVM_Task", &types.NoPermission{}, reconcile.ReactStall},
+		{"insufficient resources", "CloneVM_Task", &types.InsufficientResourcesFault{}, reconcile.ReactFail},
+		{"a power-off without permission", "PowerOffVM_Task", &types.NoPermission{}, reconcile.ReactStall},
+		{"a destroy while the host is unreachable", "Destroy_Task", &types.HostNotReachable{}, reconcile.ReactRetry},
+		{"a destroy of a VM in use", "Destroy_Task", &types.ResourceInUse{}, reconcile.ReactRetry},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSim(t, vcsimserver.Options{})
+			p := s.provider(t, s.config("acme"))
+			deleting := tc.method != "CloneVM_Task"
+			var id string
+			if deleting {
+				ms, err := p.Create(t.Context(), []reconcile.MachineSpec{spec("prod", "workers", 0)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				id = ms[0].ID
+			}
+			s.srv.Model().Service.AddFaultRule(&simulator.FaultInjectionRule{
+				MethodName: tc.method, ObjectType: "*", ObjectName: "*", Probability: 1, Enabled: true,
+				FaultType: simulator.FaultTypeCustom, Fault: tc.fault, Message: "injected",
+			})
+			var err error
+			if deleting {
+				err = p.Delete(t.Context(), []string{id})
+			} else {
+				_, err = p.Create(t.Context(), []reconcile.MachineSpec{spec("prod", "workers", 0)})
+			}
+			if got := reconcile.Classify(err); got != tc.want {
+				t.Errorf("%v: reaction %v, want %v", err, got, tc.want)
+			}
+			var verr *Error
+			if !errors.As(err, &verr) {
+				t.Errorf("%v is not a *vsphere.Error", err)
+			}
+		})
 	}
 }
 
@@ -276,40 +338,63 @@ func TestPermanentFaultIsReported(t *testing.T) {
 	}
 }
 
-func TestOverloadIsTransient(t *testing.T) {
-	var overloaded atomic.Bool
-	s := newSim(t, vcsimserver.Options{HTTPStatus: func(method string) int {
-		if overloaded.Load() && method == "RetrievePropertiesEx" {
-			return 503
-		}
-		return 0
-	}})
-	p := s.provider(t, s.config("acme"))
-	if _, err := p.Create(t.Context(), []reconcile.MachineSpec{spec("prod", "workers", 0)}); err != nil {
-		t.Fatal(err)
+// TestHTTPStatusKinds answers SOAP calls with HTTP statuses, as an
+// overloaded vCenter or a proxy in front of it does: the class comes from
+// the status code the transport recorded, never from the message.
+func TestHTTPStatusKinds(t *testing.T) {
+	for _, tc := range []struct {
+		code int
+		want reconcile.Reaction
+	}{
+		{503, reconcile.ReactRetry},
+		{429, reconcile.ReactRetry},
+		{502, reconcile.ReactRetry},
+		{504, reconcile.ReactRetry},
+		{404, reconcile.ReactFail},
+		{403, reconcile.ReactFail},
+	} {
+		t.Run(fmt.Sprint(tc.code), func(t *testing.T) {
+			var overloaded atomic.Bool
+			s := newSim(t, vcsimserver.Options{HTTPStatus: func(method string) int {
+				if overloaded.Load() && method == "RetrievePropertiesEx" {
+					return tc.code
+				}
+				return 0
+			}})
+			p := s.provider(t, s.config("acme"))
+			if _, err := p.Create(t.Context(), []reconcile.MachineSpec{spec("prod", "workers", 0)}); err != nil {
+				t.Fatal(err)
+			}
+			overloaded.Store(true)
+			_, err := p.List(t.Context())
+			t.Logf("List: %v", err)
+			if got := reconcile.Classify(err); got != tc.want {
+				t.Errorf("List answered %d: %v (reaction %v), want %v", tc.code, err, got, tc.want)
+			}
+			var hs *HTTPStatusError
+			if !errors.As(err, &hs) || hs.Code != tc.code {
+				t.Errorf("List answered %d: %v carries no HTTPStatusError of that code", tc.code, err)
+			}
+			noLeak(t, s, err)
+		})
 	}
-	overloaded.Store(true)
-	_, err := p.List(t.Context())
-	t.Logf("List: %v", err)
-	if reconcile.Classify(err) != reconcile.ReactRetry {
-		t.Errorf("List against an overloaded vCenter: %v (reaction %v), want a transient error", err, reconcile.Classify(err))
-	}
-	noLeak(t, s, err)
 }
 
 // TestSlowClone gives up on a clone that vCenter carries on with: the error
 // is transient, the VM appears with its marks, and the Create that retries
 // at once (while the first clone still runs) makes no twin.
 func TestSlowClone(t *testing.T) {
-	s := newSim(t, vcsimserver.Options{MethodDelay: map[string]int{"CloneVM_Task": 1200}})
+	// The deadline leaves room for the lookups before the clone on a loaded
+	// machine; the clone outlasts it by far.
+	s := newSim(t, vcsimserver.Options{MethodDelay: map[string]int{"CloneVM_Task": 3000}})
 	p := s.provider(t, s.config("acme"))
 	sp := spec("prod", "workers", 0)
 
-	short, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	short, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
 	defer cancel()
 	_, err := p.Create(short, []reconcile.MachineSpec{sp})
 	if err == nil {
-		t.Fatal("Create within 300ms of a 1.2s clone: no error")
+		t.Fatal("Create within 1.5s of a 3s clone: no error")
 	}
 	t.Logf("Create: %v", err)
 	if reconcile.Classify(err) != reconcile.ReactRetry {

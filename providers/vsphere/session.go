@@ -58,7 +58,8 @@ func (s *sessionRoundTripper) relogin(ctx context.Context, seen uint64) error {
 // RoundTrip implements soap.RoundTripper.
 func (s *sessionRoundTripper) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
 	seen := s.gen()
-	err := s.inner.RoundTrip(ctx, req, res)
+	ctx, status := withStatusCell(ctx)
+	err := status.typed(s.inner.RoundTrip(ctx, req, res))
 	if err == nil || !isNotAuthenticated(err) || isLogin(req) {
 		return err
 	}
@@ -68,7 +69,8 @@ func (s *sessionRoundTripper) RoundTrip(ctx context.Context, req, res soap.HasFa
 	// The response holds the fault of the first try; start it afresh.
 	v := reflect.ValueOf(res).Elem()
 	v.Set(reflect.Zero(v.Type()))
-	return s.inner.RoundTrip(ctx, req, res)
+	ctx, status = withStatusCell(ctx)
+	return status.typed(s.inner.RoundTrip(ctx, req, res))
 }
 
 func isLogin(req soap.HasFault) bool {

@@ -25,7 +25,7 @@ func (p *Provider) wait(ctx context.Context, t *object.Task) (*types.TaskInfo, e
 			// Finished; only tidying up the collector failed.
 			return info, nil
 		}
-		p.log.Warn("Waiting for a vCenter task failed; waiting again", "task", t.Reference().Value, "error", err)
+		p.logger(ctx).Warn("Waiting for a vCenter task failed; waiting again", "task", t.Reference().Value, "error", err)
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
