@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"os"
 	"sort"
@@ -26,23 +25,11 @@ import (
 // One real kube-apiserver and etcd serve every test of the package.
 var shared *kubetest.Shared
 
-func TestMain(m *testing.M) {
-	var err error
-	shared, err = kubetest.StartShared(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	shared.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { kubetest.Main(m, &shared, nil) }
 
 func needAPIServer(t *testing.T) {
 	t.Helper()
-	if shared.Env == nil {
-		t.Skip(shared.SkipReason)
-	}
+	shared.Need(t)
 }
 
 // replica is one fleetd replica: an elector whose leader runs a daemon with
