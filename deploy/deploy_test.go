@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -223,3 +224,60 @@ func installCRD(ctx context.Context, t *testing.T, dyn dynamic.Interface) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestExampleFleetRunsAsDeployed: every file the example fleet.yaml names
+// (file: secrets, CA files) is under a directory the Deployment mounts, so
+// the example deployed as shipped reads its credentials; and every image
+// reference of the manifests, the example CI template and the team guide
+// is the same one.
+func TestExampleFleetRunsAsDeployed(t *testing.T) {
+	var d *unstructured.Unstructured
+	for _, o := range manifests(t) {
+		if o.GetKind() == "Deployment" {
+			d = o
+		}
+	}
+	if d == nil {
+		t.Fatal("no Deployment")
+	}
+	cs, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	c := cs[0].(map[string]any)
+	mounts, _, _ := unstructured.NestedSlice(c, "volumeMounts")
+	var dirs []string
+	for _, m := range mounts {
+		dirs = append(dirs, m.(map[string]any)["mountPath"].(string))
+	}
+	fleet, err := os.ReadFile("../examples/fleet-repo/fleet.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := regexp.MustCompile(`(?m)(?:file:|caFile:\s*)(/[^\s"']+)`).FindAllStringSubmatch(string(fleet), -1)
+	if len(paths) == 0 {
+		t.Fatal("the example fleet names no file")
+	}
+	for _, p := range paths {
+		if !slices.ContainsFunc(dirs, func(dir string) bool { return strings.HasPrefix(p[1], strings.TrimSuffix(dir, "/")+"/") }) {
+			t.Errorf("the example fleet reads %s, which the Deployment does not mount (mounts: %v)", p[1], dirs)
+		}
+	}
+
+	image, _, _ := unstructured.NestedString(c, "image")
+	if strings.HasSuffix(image, ":latest") || !strings.Contains(image, ":v") {
+		t.Errorf("the Deployment runs %s: name a release tag", image)
+	}
+	ref := regexp.MustCompile(`[a-z0-9.-]+/[a-z0-9./-]*fleetd:[A-Za-z0-9._-]+`)
+	for _, f := range []string{"../examples/fleet-repo/.gitlab-ci.yml", "../examples/fleet-repo/README.md", "README.md"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, got := range ref.FindAllString(string(b), -1) {
+			if got != image {
+				t.Errorf("%s names the image %s, the Deployment %s", f, got, image)
+			}
+		}
+		if strings.Contains(string(b), image+" fleetd ") {
+			t.Errorf("%s runs `%s fleetd ...`: the image's entrypoint is fleetd already", f, image)
+		}
+	}
+}

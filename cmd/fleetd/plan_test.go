@@ -107,9 +107,9 @@ func TestPlanCommand(t *testing.T) {
 		}
 	})
 	t.Run("live observation needs the Rancher token", func(t *testing.T) {
-		// The example fleet reads its token from /etc/fleetd/rancher-token.
+		// The example fleet reads its token from /etc/fleetd/credentials/rancher-token.
 		code, _, stderr := run(t, "plan", dir, "--observed", "live")
-		if code != exitUsage || !strings.Contains(stderr, "rancher: token file:/etc/fleetd/rancher-token") {
+		if code != exitUsage || !strings.Contains(stderr, "rancher: token file:/etc/fleetd/credentials/rancher-token") {
 			t.Errorf("exit %d: %s", code, stderr)
 		}
 	})
