@@ -64,6 +64,9 @@ type Loop struct {
 	loaded   *loaded
 	parse    schema.ParseCache
 	prevSet  *parsedStatus
+	// statuses decodes only the status files that changed since the
+	// previous sync (most often, the sync's own status commit).
+	statuses reconcile.StatusCache
 	last     *lastSync
 	// backoff holds, by cluster, the consecutive transient failures of
 	// its actions and when they may run again.
@@ -245,7 +248,7 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 	var prevSet *reconcile.StatusSet
 	if l.prevSet != nil && prev.From != "" && l.prevSet.from == prev.From {
 		prevSet = l.prevSet.set
-	} else if prevSet, err = reconcile.ReadStatusFiles(prev.Files); err == nil && prev.From != "" {
+	} else if prevSet, err = l.statuses.ReadFiles(prev.Files); err == nil && prev.From != "" {
 		l.prevSet = &parsedStatus{from: prev.From, set: prevSet}
 	}
 	if err != nil {
