@@ -250,12 +250,25 @@ func BenchmarkDaemonWebhook(b *testing.B) {
 					slow = append(slow, fmt.Sprintf("#%d %v%s", i, s.lat.Round(time.Millisecond), mark))
 				}
 			}
+			// The next webhook is sent as soon as a push is visible, as
+			// back-to-back pushes would be, so it waits for what the sync
+			// does after its push: the tail, from the daemon's log.
+			tails := syncTails(logs.String())
+			if len(tails) > 0 {
+				tails = tails[1:] // the first sync's, before any webhook
+			}
+			var tail50, tailMax time.Duration
+			if len(tails) > 0 {
+				slices.Sort(tails)
+				tail50, tailMax = tails[len(tails)/2], tails[len(tails)-1]
+			}
 			slices.Sort(lat)
 			p50, p99 := lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)]
 			rss := max(vmHWM(cmd.Process.Pid), firstRSS)
 			b.Logf("%d clusters, %d machines, %d webhooks: p50 %v, p99 %v, max %v; peak RSS %.0f MiB (first sync %.0f MiB, webhooks %.0f MiB); %d pack compactions of the daemon's clone",
 				n, machines, len(lat), p50.Round(time.Millisecond), p99.Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond),
 				rss, firstRSS, vmHWM(cmd.Process.Pid), compacted)
+			b.Logf("after its status push, a sync ran on for %v (p50), %v at most, before the next could start", tail50.Round(time.Millisecond), tailMax.Round(time.Millisecond))
 			if len(slow) > 0 {
 				b.Logf("%d webhooks over 500 ms, %d of them after a pack compaction: %s", len(slow), slowCompacted, strings.Join(slow, ", "))
 			}
@@ -267,6 +280,31 @@ func BenchmarkDaemonWebhook(b *testing.B) {
 			b.ReportMetric(float64(machines), "machines")
 		})
 	}
+}
+
+// syncTails reads a text log of `fleetd run` and returns, for each sync that
+// pushed status, the time from "Pushed status" to its "Sync ended".
+func syncTails(log string) []time.Duration {
+	var out []time.Duration
+	var pushed time.Time
+	for _, line := range strings.Split(log, "\n") {
+		ts, rest, ok := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		if !ok {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil {
+			continue
+		}
+		switch {
+		case strings.Contains(rest, `msg="Pushed status"`):
+			pushed = t
+		case strings.Contains(rest, `msg="Sync ended"`) && !pushed.IsZero():
+			out = append(out, t.Sub(pushed))
+			pushed = time.Time{}
+		}
+	}
+	return out
 }
 
 // lockedBuffer is a bytes.Buffer that the daemon's output and the
