@@ -117,6 +117,13 @@ func Observe(ctx context.Context, fleet *schema.Fleet, w World, opts ObserveOpti
 		})
 	}
 	wg.Wait()
+	total := 0
+	for _, ms := range lists {
+		total += len(ms)
+	}
+	if total > 0 {
+		o.Machines = make([]Machine, 0, total)
+	}
 	for i, ms := range lists {
 		for _, m := range ms {
 			if m.Provider == "" {

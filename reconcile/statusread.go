@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +30,13 @@ type StatusSet struct {
 // (status/...), as RenderStatus returns them and the git layer reads them
 // from a branch, with the same checks as ReadStatus.
 func ReadStatusFiles(files map[string][]byte) (*StatusSet, error) {
+	entries, errs := statusEntries(files)
+	return readEntries(entries, errs)
+}
+
+// statusEntries lists the status files among files, and the folders that
+// have no place in status/.
+func statusEntries(files map[string][]byte) ([]statusEntry, []error) {
 	var entries []statusEntry
 	var errs []error
 	folders := map[string]bool{}
@@ -49,7 +57,50 @@ func ReadStatusFiles(files map[string][]byte) (*StatusSet, error) {
 			entries = append(entries, statusEntry{path: p, data: data})
 		}
 	}
-	return readEntries(entries, errs)
+	return entries, errs
+}
+
+// StatusCache reads status files as ReadStatusFiles does, decoding only the
+// files that changed since its previous read: a sync that follows its own
+// status commit finds all but a few files as it wrote them, and decoding
+// 10,000 of them again was most of the time before its first provider call.
+// It keeps the files and statuses of the last read only. The statuses are
+// shared by the sets it returns: callers must not change them. The zero
+// value is ready to use; a StatusCache is not safe for concurrent use.
+type StatusCache struct {
+	last map[string]decodedStatus
+}
+
+type decodedStatus struct {
+	data []byte
+	st   *ClusterStatus
+	err  error
+}
+
+// ReadFiles is ReadStatusFiles with the decodings of unchanged files reused.
+func (c *StatusCache) ReadFiles(files map[string][]byte) (*StatusSet, error) {
+	entries, errs := statusEntries(files)
+	var todo []statusEntry
+	var idx []int
+	for i := range entries {
+		e := &entries[i]
+		if d, ok := c.last[e.path]; ok && bytes.Equal(d.data, e.data) {
+			e.st, e.err = d.st, d.err
+			continue
+		}
+		todo = append(todo, *e)
+		idx = append(idx, i)
+	}
+	decodeEntries(todo)
+	for k, i := range idx {
+		entries[i] = todo[k]
+	}
+	next := make(map[string]decodedStatus, len(entries))
+	for _, e := range entries {
+		next[e.path] = decodedStatus{data: e.data, st: e.st, err: e.err}
+	}
+	c.last = next
+	return checkEntries(entries, errs)
 }
 
 // ReadStatus reads status/<team>/<cluster>.yaml from fsys, the root of a
@@ -107,7 +158,12 @@ type statusEntry struct {
 // readEntries decodes the entries in parallel, then checks them in path
 // order, so the set and its errors do not depend on scheduling.
 func readEntries(entries []statusEntry, errs []error) (*StatusSet, error) {
-	slices.SortFunc(entries, func(a, b statusEntry) int { return strings.Compare(a.path, b.path) })
+	decodeEntries(entries)
+	return checkEntries(entries, errs)
+}
+
+// decodeEntries reads (from fsys) and decodes each entry, in parallel.
+func decodeEntries(entries []statusEntry) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), max(len(entries)/64, 1)) {
@@ -129,6 +185,12 @@ func readEntries(entries []statusEntry, errs []error) (*StatusSet, error) {
 		})
 	}
 	wg.Wait()
+}
+
+// checkEntries builds the set of decoded entries in path order, reporting
+// each cluster recorded twice.
+func checkEntries(entries []statusEntry, errs []error) (*StatusSet, error) {
+	slices.SortFunc(entries, func(a, b statusEntry) int { return strings.Compare(a.path, b.path) })
 	set := &StatusSet{Clusters: make(map[string]*ClusterStatus, len(entries))}
 	paths := map[string]string{}
 	for _, e := range entries {

@@ -61,4 +61,15 @@ func TestParseCacheGivesTheSameFleet(t *testing.T) {
 	check("broken again", 0)
 	delete(fsys, p)
 	check("file removed", 0)
+	// Cached cluster files keep their data, not their values: diagnostics
+	// that a change of fleet.yaml brings to them name the same fields at the
+	// same positions.
+	fleet := string(fsys[FleetFile].Data)
+	fsys[FleetFile] = &fstest.MapFile{Data: []byte(strings.Replace(fleet, "  standard:", "  standard2:", 1))}
+	check("a class renamed", 1)
+	if _, diags := Load(fsys, WithParseCache(cache)); !strings.Contains(diags.Error(), "class") {
+		t.Errorf("a class renamed: no diagnostic names it:\n%v", diags)
+	}
+	fsys[FleetFile] = &fstest.MapFile{Data: []byte(fleet)}
+	check("the class back", 1)
 }

@@ -75,7 +75,16 @@ func (p *fastParser) block(depth int) (any, bool) {
 }
 
 func (p *fastParser) mapping(ind, depth int) (any, bool) {
-	m := map[string]any{}
+	// Sized by the lines at this indentation before the block ends: growing
+	// the maps of 10,000 status files as their keys arrive was most of
+	// what reading them allocated.
+	n := 0
+	for j := p.i; j < len(p.lines) && p.lines[j].indent >= ind; j++ {
+		if p.lines[j].indent == ind {
+			n++
+		}
+	}
+	m := make(map[string]any, n)
 	for p.i < len(p.lines) && p.lines[p.i].indent == ind {
 		key, rest, ok := splitKey(p.lines[p.i].text)
 		if !ok {

@@ -346,6 +346,11 @@ func (l *loader) parseFile(f *file) {
 			defer func() {
 				if !slices.ContainsFunc(f.diags, func(d Diagnostic) bool { return d.Check == CheckRead }) {
 					l.cache.put(key, f.toCache())
+					// A cluster file without problems keeps its data, not
+					// its value, in the cache (see compact).
+					if f.doc != nil && f.path != FleetFile && len(f.diags) == 0 {
+						f.doc.compact()
+					}
 				}
 			}()
 		}
@@ -383,12 +388,12 @@ func (l *loader) parseFile(f *file) {
 		// references can be checked too and all problems show at once.
 		if want == KindCluster {
 			spec := &ClusterSpec{}
-			_ = decode(doc.root, spec, false)
+			_ = decode(doc.value(), spec, false)
 			f.spec, f.lenient = spec, true
 		}
 		return
 	}
-	if err := decode(doc.root, target, true); err != nil {
+	if err := decode(doc.value(), target, true); err != nil {
 		// The schema admits only what the Go types hold, and a test walks
 		// both; this is a bug.
 		f.errorf(position{1, 1}, "", "schema", "cannot decode: %v", err)
@@ -405,7 +410,7 @@ func (l *loader) parseFile(f *file) {
 // checkKind checks apiVersion and kind before the schema, so a file of the
 // wrong kind gets one clear message instead of a list of unknown fields.
 func (f *file) checkKind(want string) bool {
-	m, ok := f.doc.root.(map[string]any)
+	m, ok := f.doc.value().(map[string]any)
 	if !ok {
 		p := f.doc.valuePos()
 		f.errorf(p, "", "schema", "expected a mapping with apiVersion: %s and kind: %s", APIVersion, want)

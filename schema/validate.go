@@ -115,7 +115,7 @@ func validateSchema(doc *document, k string, goType reflect.Type) Diagnostics {
 	if err != nil {
 		panic(err) // the embedded schemas are part of the binary; tests compile them
 	}
-	verr := schemas[k].Validate(doc.root)
+	verr := schemas[k].Validate(doc.value())
 	if verr == nil {
 		return nil
 	}
@@ -305,7 +305,7 @@ func isProviderLoc(loc []string) bool {
 
 // valueAt returns the document's value at loc, or nil.
 func valueAt(doc *document, loc []string) any {
-	v := doc.root
+	v := doc.value()
 	for _, tok := range loc {
 		switch cur := v.(type) {
 		case map[string]any:
@@ -335,7 +335,7 @@ func ratString(r *big.Rat) string {
 }
 
 func gotValue(doc *document, loc []string) string {
-	v := doc.root
+	v := doc.value()
 	for _, tok := range loc {
 		switch cur := v.(type) {
 		case map[string]any:

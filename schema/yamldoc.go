@@ -31,7 +31,12 @@ type position struct{ line, col int }
 // value and each mapping key came from.
 type document struct {
 	path string
+	// root is the document's JSON value: read it through value. A document
+	// kept in a parse cache may drop it (see compact).
 	root any
+	// rootMu guards root and compacted, since loads share cached documents.
+	rootMu    sync.Mutex
+	compacted bool
 	// node is the parsed YAML, kept to locate values when a diagnostic
 	// needs a position. A document read by fastParse has none until then:
 	// data is parsed fully again on the first position asked for.
@@ -45,6 +50,31 @@ type document struct {
 	indexOnce sync.Once
 	vals      map[string]position
 	keys      map[string]position
+}
+
+// value returns the document's JSON value, reading it again from data when
+// compact dropped it.
+func (d *document) value() any {
+	d.rootMu.Lock()
+	defer d.rootMu.Unlock()
+	if d.root == nil && d.compacted {
+		// data parsed with fastParse before, to this same value.
+		d.root, _ = fastParse(d.data)
+	}
+	return d.root
+}
+
+// compact drops the JSON value of a document read by fastParse, which keeps
+// its data: a parse cache keeps one document per cluster file, and after the
+// file is decoded its value is needed only to name the field of a later
+// diagnostic. At 10,000 clusters the values were the largest part of what
+// the daemon keeps between syncs.
+func (d *document) compact() {
+	d.rootMu.Lock()
+	defer d.rootMu.Unlock()
+	if d.node == nil && d.data != nil {
+		d.root, d.compacted = nil, true
+	}
 }
 
 // index builds vals and keys by converting the node again, recording
@@ -95,7 +125,7 @@ func (d *document) keyPos(tokens ...string) position {
 // array indexes from mapping keys.
 func (d *document) fieldPath(tokens []string) string {
 	var b strings.Builder
-	v := d.root
+	v := d.value()
 	for _, tok := range tokens {
 		switch cur := v.(type) {
 		case []any:
@@ -533,5 +563,5 @@ func ParseYAML(data []byte) (any, error) {
 		}
 		return nil, errors.New(perr.msg)
 	}
-	return doc.root, nil
+	return doc.value(), nil
 }

@@ -19,48 +19,27 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetd/fleetd/internal/benchfleet"
 	"github.com/fleetd/fleetd/providers/aws/ec2test"
 )
 
-// benchDaemonFleet writes a fleet of n paused clusters on one AWS provider:
-// every sync loads, observes and plans all of them, and changes nothing.
-func benchDaemonFleet(b *testing.B, dir string, n int) {
-	b.Helper()
-	fleet := `apiVersion: fleetd.io/v1alpha1
-kind: Fleet
-name: bench
-providers:
-  - name: aws-eu
-    type: aws
-    aws: {region: eu-west-1, subnets: [subnet-0a1b2c3d4e5f60001], image: ami-0abcdef1234567890}
-teams:
-  - name: team-a
-  - name: team-b
-sizes:
-  medium: {aws: {instanceType: m6i.xlarge}}
-classes:
-  std:
-    kubernetesVersion: v1.31.4+rke2r1
-    pools:
-      - {name: control, roles: [etcd, controlplane], replicas: 3, size: medium}
-      - {name: workers, roles: [worker], replicas: 3, size: medium}
-pricing:
-  aws-eu: {instanceHourly: {m6i.xlarge: 0.214}}
-`
-	if err := os.WriteFile(filepath.Join(dir, "fleet.yaml"), []byte(fleet), 0o644); err != nil {
-		b.Fatal(err)
+// benchSizes returns the fleet sizes of BenchmarkDaemonWebhook:
+// FLEETD_BENCH_CLUSTERS (a comma-separated list), 1,000 and 10,000 by
+// default.
+func benchSizes(b *testing.B) []int {
+	s := os.Getenv("FLEETD_BENCH_CLUSTERS")
+	if s == "" {
+		return []int{1000, 10000}
 	}
-	for i := range n {
-		team := []string{"team-a", "team-b"}[i%2]
-		p := filepath.Join(dir, "clusters", team, fmt.Sprintf("c%05d.yaml", i))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			b.Fatal(err)
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			b.Fatalf("FLEETD_BENCH_CLUSTERS=%q: %q is not a cluster count", s, f)
 		}
-		body := fmt.Sprintf("apiVersion: fleetd.io/v1alpha1\nkind: Cluster\nname: c%05d\nteam: %s\nprovider: aws-eu\nclass: std\npaused: true\nlabels: {rev: \"0\"}\n", i, team)
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			b.Fatal(err)
-		}
+		out = append(out, n)
 	}
+	return out
 }
 
 func benchGit(b *testing.B, dir string, args ...string) string {
@@ -72,6 +51,12 @@ func benchGit(b *testing.B, dir string, args ...string) string {
 		b.Fatalf("git %v: %v: %s", args, err, out)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// resetHWM resets a process's peak resident set size to its current one
+// (Linux: clear_refs 5), so vmHWM reports the peak from then on.
+func resetHWM(pid int) bool {
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0) == nil
 }
 
 // vmHWM returns a process's peak resident set size in MiB.
@@ -90,25 +75,43 @@ func vmHWM(pid int) float64 {
 }
 
 // BenchmarkDaemonWebhook runs `fleetd run` (a separate process, as it runs
-// in production) on fleets of 1,000 and 10,000 clusters and times, over 200
-// pushes that each change one cluster file, the moment GitHub's signed
-// webhook is sent to the moment the daemon's sync makes its first provider
-// call (DescribeInstances at the EC2 server). It reports p50 and p99, p99
-// against the 1 s target, and the daemon's peak RSS (targets 200 MiB at
-// 1,000 clusters, 1 GiB at 10,000).
+// in production) on converged fleets of 1,000 and 10,000 clusters (6.6
+// machines each, running at the EC2 protocol server; FLEETD_BENCH_CLUSTERS
+// picks other sizes) and times, over pushes that each change one cluster
+// file (100 at 1,000 clusters, 40 above; FLEETD_BENCH_WEBHOOKS sets the
+// number), the moment GitHub's signed webhook is sent to the moment the
+// daemon's sync makes its first provider call (DescribeInstances). It
+// reports p50 and p99, p99 against the 1 s target, and the daemon's peak
+// RSS (targets 150 MiB at 1,000 clusters, 512 MiB at 10,000), and logs the
+// webhooks slower than 500 ms with whether a pack compaction of the
+// daemon's clone ran in their wait.
 func BenchmarkDaemonWebhook(b *testing.B) {
 	if _, err := exec.LookPath("git"); err != nil {
 		b.Skip("git binary not installed")
 	}
 	bin := buildFleetdB(b)
-	for _, n := range []int{1000, 10000} {
+	for _, n := range benchSizes(b) {
 		b.Run(fmt.Sprintf("clusters=%d", n), func(b *testing.B) {
-			webhooks := 200
+			webhooks := 100
+			if n > 1000 {
+				// A sync of 10,000 clusters takes seconds (most of it the
+				// SDK decoding 66,000 instances): 40 keep the run within
+				// ten minutes on two cores.
+				webhooks = 40
+			}
 			if s := os.Getenv("FLEETD_BENCH_WEBHOOKS"); s != "" {
 				webhooks, _ = strconv.Atoi(s)
 			}
+			// A converged fleet: every machine already runs at the EC2
+			// server under the name and tags fleetd gives it.
+			ec2 := ec2test.New()
+			defer ec2.Close()
 			work := b.TempDir()
-			benchDaemonFleet(b, work, n)
+			fleet, err := benchfleet.WriteConverged(work, n)
+			if err != nil {
+				b.Fatal(err)
+			}
+			machines := benchfleet.SeedEC2(ec2, fleet)
 			benchGit(b, work, "init", "-q", "-b", "main")
 			benchGit(b, work, "add", "-A")
 			benchGit(b, work, "commit", "-q", "-m", "fleet")
@@ -116,10 +119,6 @@ func BenchmarkDaemonWebhook(b *testing.B) {
 			benchGit(b, work, "clone", "-q", "--bare", ".", remote)
 			benchGit(b, work, "remote", "add", "origin", remote)
 
-			ec2 := ec2test.New()
-			defer ec2.Close()
-			ec2.AddImage("ami-0abcdef1234567890", "/dev/sda1")
-			ec2.AddSubnet("subnet-0a1b2c3d4e5f60001", "eu-west-1a")
 			var mu sync.Mutex
 			var calls []time.Time
 			ec2.OnCall("DescribeInstances", func(int) {
@@ -133,17 +132,22 @@ func BenchmarkDaemonWebhook(b *testing.B) {
 				b.Fatal(err)
 			}
 			addr := freeAddrB(b)
-			cmd := exec.Command(bin, "run", "--repo", remote, "--branch", "main", "--work-dir", b.TempDir(),
-				"--listen", addr, "--poll-interval", "1h", "--github-webhook-secret-file", secretFile, "--log-format", "text")
-			var logs bytes.Buffer
+			args := []string{"run", "--repo", remote, "--branch", "main", "--work-dir", b.TempDir(),
+				"--listen", addr, "--poll-interval", "1h", "--github-webhook-secret-file", secretFile, "--log-format", "text"}
+			cmd := exec.Command(bin, args...)
+			var logs lockedBuffer
 			cmd.Stdout, cmd.Stderr = &logs, &logs
-			cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL_EC2="+ec2.URL, "AWS_ACCESS_KEY_ID="+ec2test.AccessKeyID,
-				"AWS_SECRET_ACCESS_KEY="+ec2test.SecretAccessKey, "AWS_EC2_METADATA_DISABLED=true", "AWS_REGION=eu-west-1",
-				"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null")
+			cmd.Env = append(os.Environ(), benchfleet.EC2Env(ec2)...)
 			if err := cmd.Start(); err != nil {
 				b.Fatal(err)
 			}
-			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+			defer func() {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+				if dir := os.Getenv("FLEETD_BENCH_LOGS"); dir != "" {
+					_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("daemon-%d.log", n)), []byte(logs.String()), 0o644)
+				}
+			}()
 			statusHead := func() string {
 				out, _ := exec.Command("git", "--git-dir", remote, "rev-parse", "-q", "--verify", "fleet-status").Output()
 				return strings.TrimSpace(string(out))
@@ -156,13 +160,32 @@ func BenchmarkDaemonWebhook(b *testing.B) {
 				}
 				b.Fatalf("no status commit; daemon log:\n%s", tail(logs.String(), 30))
 			}
+			firstSync := time.Now()
 			waitStatus("")
+			b.Logf("%d clusters, %d machines: first sync recorded status after %v", n, machines, time.Since(firstSync).Round(time.Millisecond))
+			converged := func(when string) {
+				if c := ec2.Calls("RunInstances") + ec2.Calls("TerminateInstances"); c != 0 {
+					b.Fatalf("the fleet is not converged %s: %d RunInstances/TerminateInstances calls; daemon log:\n%s", when, c, tail(logs.String(), 30))
+				}
+			}
+			converged("at the first sync")
+			// The first sync clones, parses and writes every file: its peak
+			// is reported apart from the peak while serving webhooks.
+			firstRSS := vmHWM(cmd.Process.Pid)
+			if !resetHWM(cmd.Process.Pid) {
+				firstRSS = 0
+			}
 
+			type sample struct {
+				lat       time.Duration
+				compacted bool
+			}
 			var lat []time.Duration
+			var samples []sample
 			b.ResetTimer()
 			for i := range webhooks {
 				b.StopTimer()
-				p := filepath.Join(work, "clusters", "team-a", "c00000.yaml")
+				p := filepath.Join(work, "clusters", "team-0", "c00000.yaml")
 				data, _ := os.ReadFile(p)
 				data = []byte(strings.Replace(string(data), fmt.Sprintf("rev: \"%d\"", i), fmt.Sprintf("rev: \"%d\"", i+1), 1))
 				if err := os.WriteFile(p, data, 0o644); err != nil {
@@ -174,6 +197,7 @@ func BenchmarkDaemonWebhook(b *testing.B) {
 				mu.Lock()
 				seen := len(calls)
 				mu.Unlock()
+				compactions := strings.Count(logs.String(), "Compacted pack files")
 				body := `{"ref":"refs/heads/main","after":"` + benchGit(b, work, "rev-parse", "HEAD") + `"}`
 				mac := hmac.New(sha256.New, []byte(secret))
 				mac.Write([]byte(body))
@@ -205,22 +229,101 @@ func BenchmarkDaemonWebhook(b *testing.B) {
 				lat = append(lat, first.Sub(sent))
 				b.StopTimer()
 				waitStatus(before)
+				samples = append(samples, sample{lat: first.Sub(sent), compacted: strings.Count(logs.String(), "Compacted pack files") > compactions})
 				b.StartTimer()
 			}
 			b.StopTimer()
-			for i, l := range lat {
-				if l > time.Second {
-					b.Logf("webhook %d took %v to reach the provider", i, l.Round(time.Millisecond))
+			converged("after the webhooks")
+			// One line each: a benchmark's output is cut after ten lines.
+			var slow []string
+			slowCompacted, compacted := 0, 0
+			for i, s := range samples {
+				if s.compacted {
+					compacted++
 				}
+				if s.lat > 500*time.Millisecond {
+					mark := ""
+					if s.compacted {
+						slowCompacted++
+						mark = " (compaction)"
+					}
+					slow = append(slow, fmt.Sprintf("#%d %v%s", i, s.lat.Round(time.Millisecond), mark))
+				}
+			}
+			// The next webhook is sent as soon as a push is visible, as
+			// back-to-back pushes would be, so it waits for what the sync
+			// does after its push: the tail, from the daemon's log.
+			tails := syncTails(logs.String())
+			if len(tails) > 0 {
+				tails = tails[1:] // the first sync's, before any webhook
+			}
+			var tail50, tailMax time.Duration
+			if len(tails) > 0 {
+				slices.Sort(tails)
+				tail50, tailMax = tails[len(tails)/2], tails[len(tails)-1]
 			}
 			slices.Sort(lat)
 			p50, p99 := lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)]
+			rss := max(vmHWM(cmd.Process.Pid), firstRSS)
+			b.Logf("%d clusters, %d machines, %d webhooks: p50 %v, p99 %v, max %v; peak RSS %.0f MiB (first sync %.0f MiB, webhooks %.0f MiB); %d pack compactions of the daemon's clone",
+				n, machines, len(lat), p50.Round(time.Millisecond), p99.Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond),
+				rss, firstRSS, vmHWM(cmd.Process.Pid), compacted)
+			b.Logf("after its status push, a sync ran on for %v (p50), %v at most, before the next could start", tail50.Round(time.Millisecond), tailMax.Round(time.Millisecond))
+			if len(slow) > 0 {
+				b.Logf("%d webhooks over 500 ms, %d of them after a pack compaction: %s", len(slow), slowCompacted, strings.Join(slow, ", "))
+			}
 			b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
 			b.ReportMetric(p99.Seconds()/1.0, "p99/target")
-			b.ReportMetric(vmHWM(cmd.Process.Pid), "rss-MiB")
+			b.ReportMetric(rss, "rss-MiB")
+			b.ReportMetric(firstRSS, "rss-first-sync-MiB")
+			b.ReportMetric(float64(machines), "machines")
 		})
 	}
+}
+
+// syncTails reads a text log of `fleetd run` and returns, for each sync that
+// pushed status, the time from "Pushed status" to its "Sync ended".
+func syncTails(log string) []time.Duration {
+	var out []time.Duration
+	var pushed time.Time
+	for _, line := range strings.Split(log, "\n") {
+		ts, rest, ok := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		if !ok {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil {
+			continue
+		}
+		switch {
+		case strings.Contains(rest, `msg="Pushed status"`):
+			pushed = t
+		case strings.Contains(rest, `msg="Sync ended"`) && !pushed.IsZero():
+			out = append(out, t.Sub(pushed))
+			pushed = time.Time{}
+		}
+	}
+	return out
+}
+
+// lockedBuffer is a bytes.Buffer that the daemon's output and the
+// benchmark may use at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 func buildFleetdB(b *testing.B) string {

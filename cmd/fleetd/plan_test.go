@@ -159,7 +159,7 @@ func wiringOf(t *testing.T) *wiring {
 
 // gitRepo makes dir a git repository with its files committed on main and
 // returns a function that runs git in it.
-func gitRepo(t *testing.T, dir string) func(args ...string) string {
+func gitRepo(t testing.TB, dir string) func(args ...string) string {
 	t.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Skip("git binary not installed")

@@ -16,6 +16,7 @@ var forbiddenInBinary = []string{
 	"testing/",
 	module + "/providers/aws/ec2test",
 	module + "/internal/vcsimserver",
+	module + "/internal/benchfleet",
 	module + "/reconcile/reconciletest",
 	module + "/providers/providertest",
 	"github.com/vmware/govmomi/simulator",

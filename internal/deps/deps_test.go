@@ -37,8 +37,9 @@ var rules = []struct {
 	// handed its world, which internal/live builds.
 	{"internal/fleetsync", []string{"schema", "reconcile", "internal/git"}, []string{"github.com/go-git/go-git/v5", "go.yaml.in/yaml/v3"}},
 	{"internal/live", []string{"schema", "reconcile", "internal/rancher", "internal/kube", "providers/aws", "providers/vsphere"}, nil},
-	{"internal/benchfleet", nil, nil},
+	{"internal/benchfleet", []string{"schema", "reconcile", "providers/aws", "providers/aws/ec2test"}, nil},
 	{"internal/benchfleet/genfleet", []string{"internal/benchfleet"}, nil},
+	{"internal/benchfleet/barelist", nil, []string{"github.com/aws/aws-sdk-go-v2"}},
 	{"internal/deps", nil, nil},
 	{"internal/daemon", []string{"reconcile", "schema"}, nil},
 	{"internal/metrics", []string{"internal/daemon", "reconcile", "schema"}, []string{"github.com/prometheus/client_golang"}},

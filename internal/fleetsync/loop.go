@@ -82,6 +82,9 @@ type memory struct {
 	// retried until the revision changes.
 	stalled  map[string]stall
 	stallRev string
+	// statuses decodes only the status files that changed since the
+	// previous sync (most often, the sync's own status commit).
+	statuses reconcile.StatusCache
 	// backoff holds, by cluster, the consecutive transient failures of
 	// its actions and when they may run again; peers the same of each
 	// provider (by name) and of Rancher (peerRancher) whose observation
@@ -287,7 +290,7 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 	var prevSet *reconcile.StatusSet
 	if l.mem.prevSet != nil && prev.From != "" && l.mem.prevSet.from == prev.From {
 		prevSet = l.mem.prevSet.set
-	} else if prevSet, err = reconcile.ReadStatusFiles(prev.Files); err == nil && prev.From != "" {
+	} else if prevSet, err = l.mem.statuses.ReadFiles(prev.Files); err == nil && prev.From != "" {
 		l.mem.prevSet = &parsedStatus{from: prev.From, set: prevSet}
 	}
 	if err != nil {

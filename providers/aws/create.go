@@ -143,10 +143,10 @@ func (p *Provider) findByName(ctx context.Context, names []string) (map[string]r
 	}
 	out := map[string]reconcile.Machine{}
 	for _, in := range insts {
-		if !p.owned(in) {
+		if !p.owned(&in) {
 			continue
 		}
-		m := p.machine(in)
+		m := p.machine(&in)
 		if old, ok := out[m.Name]; ok && cmp.Or(old.CreatedAt.Compare(m.CreatedAt), cmp.Compare(old.ID, m.ID)) <= 0 {
 			continue
 		}
@@ -198,7 +198,7 @@ func (p *Provider) launch(ctx context.Context, spec reconcile.MachineSpec) (reco
 			// should an endpoint leave them out.
 			inst.Tags = tagsFor(p.fleet, p.name, spec)
 		}
-		m := p.machine(inst)
+		m := p.machine(&inst)
 		p.logger(ctx).InfoContext(ctx, "Launched instance", "machine", spec.Name, "instance", m.ID, "state", m.State)
 		return m, nil
 	}

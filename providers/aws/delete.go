@@ -45,10 +45,10 @@ func (p *Provider) Delete(ctx context.Context, ids []string) error {
 		switch {
 		case !ok:
 			p.logger(ctx).DebugContext(ctx, "Instance already gone", "instance", id)
-		case !p.owned(in):
+		case !p.owned(&in):
 			p.logger(ctx).WarnContext(ctx, "Refusing to terminate an instance the fleet does not own", "instance", id)
 			refused = append(refused, fmt.Errorf("aws: delete %s: %w", id, ErrNotOwned))
-		case isGone(in):
+		case isGone(&in):
 			p.logger(ctx).DebugContext(ctx, "Instance already terminated", "instance", id)
 		default:
 			targets = append(targets, id)
@@ -84,7 +84,7 @@ func (p *Provider) terminate(ctx context.Context, batch []string) error {
 		}
 		var next []string
 		for _, id := range batch {
-			if in, ok := found[id]; ok && p.owned(in) && !isGone(in) {
+			if in, ok := found[id]; ok && p.owned(&in) && !isGone(&in) {
 				next = append(next, id)
 			}
 		}
