@@ -99,7 +99,7 @@ func (o Observed) WithTemplates(prev *StatusSet) Observed {
 		return o
 	}
 	cloned := false
-	for h, t := range prev.Observed().Templates {
+	for h, t := range prev.Templates() {
 		if _, ok := o.Templates[h]; !ok {
 			if !cloned {
 				o.Templates, cloned = maps.Clone(o.Templates), true

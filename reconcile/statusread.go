@@ -297,6 +297,27 @@ func ObservedFromStatus(fsys fs.FS) (Observed, error) {
 	return set.Observed(), nil
 }
 
+// Templates returns the machine templates the recorded clusters name, by
+// hash (decommissioned clusters' aside), without rebuilding their machines.
+func (s *StatusSet) Templates() map[string]Template {
+	if s == nil {
+		return nil
+	}
+	var out map[string]Template
+	for _, st := range s.Clusters {
+		if st.Phase == PhaseDecommissioned {
+			continue
+		}
+		for _, t := range st.Templates {
+			if out == nil {
+				out = map[string]Template{}
+			}
+			out[t.Hash] = t
+		}
+	}
+	return out
+}
+
 // Observed returns the world the status records. Decommissioned clusters hold
 // nothing.
 func (s *StatusSet) Observed() Observed {
