@@ -7,7 +7,7 @@ n=${1:-10000}
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-go run "$root/internal/benchfleet/genfleet" "$dir/fleet" "$n"
+go run "$root/internal/testenv/benchfleet/genfleet" "$dir/fleet" "$n"
 
 best() { # best wall-clock seconds of 3 runs of "$@"
 	local b=

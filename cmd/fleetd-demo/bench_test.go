@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetd/fleetd/internal/benchfleet"
-	"github.com/fleetd/fleetd/providers/aws/ec2test"
+	"github.com/fleetd/fleetd/internal/testenv/benchfleet"
+	"github.com/fleetd/fleetd/internal/testenv/ec2test"
 )
 
 // benchSizes returns the fleet sizes of BenchmarkDaemonWebhook:

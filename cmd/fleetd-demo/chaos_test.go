@@ -19,7 +19,7 @@ import (
 	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25/mo"
 
-	"github.com/fleetd/fleetd/providers/aws/ec2test"
+	"github.com/fleetd/fleetd/internal/testenv/ec2test"
 	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/schema"
 )

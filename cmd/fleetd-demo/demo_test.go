@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fleetd/fleetd/internal/kubetest"
+	"github.com/fleetd/fleetd/internal/testenv/kubetest"
 )
 
 // TestDemoConverges runs the whole demo: the example fleet converges on the

@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/fleetd/fleetd/internal/kube"
-	"github.com/fleetd/fleetd/internal/kubetest"
 	"github.com/fleetd/fleetd/internal/rancher"
-	"github.com/fleetd/fleetd/internal/rancherstandin"
-	"github.com/fleetd/fleetd/providers/aws/ec2test"
+	"github.com/fleetd/fleetd/internal/testenv/ec2test"
+	"github.com/fleetd/fleetd/internal/testenv/kubetest"
+	"github.com/fleetd/fleetd/internal/testenv/rancherstandin"
 	"github.com/fleetd/fleetd/schema"
 )
 

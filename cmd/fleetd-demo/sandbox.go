@@ -20,10 +20,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/fleetd/fleetd/internal/kubetest"
-	"github.com/fleetd/fleetd/internal/rancherstandin"
-	"github.com/fleetd/fleetd/internal/vcsimserver"
-	"github.com/fleetd/fleetd/providers/aws/ec2test"
+	"github.com/fleetd/fleetd/internal/testenv/ec2test"
+	"github.com/fleetd/fleetd/internal/testenv/kubetest"
+	"github.com/fleetd/fleetd/internal/testenv/rancherstandin"
+	"github.com/fleetd/fleetd/internal/testenv/vcsimserver"
 	"github.com/fleetd/fleetd/schema"
 )
 

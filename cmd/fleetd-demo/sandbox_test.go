@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetd/fleetd/internal/kubetest"
+	"github.com/fleetd/fleetd/internal/testenv/kubetest"
 )
 
 // TestUpServesTheSandboxAndLeavesNothing runs `fleetd-demo up`, checks the

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fleetd/fleetd/internal/vcsimserver"
+	"github.com/fleetd/fleetd/internal/testenv/vcsimserver"
 )
 
 // TestAnUnavailableVCenterHoldsBackOnlyItsClusters applies a fleet of two

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetd/fleetd/internal/benchfleet"
+	"github.com/fleetd/fleetd/internal/testenv/benchfleet"
+	"github.com/fleetd/fleetd/internal/testenv/ec2test"
 	"github.com/fleetd/fleetd/providers/aws"
-	"github.com/fleetd/fleetd/providers/aws/ec2test"
 	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/reconcile/reconciletest"
 	"github.com/fleetd/fleetd/schema"
@@ -92,7 +92,7 @@ func BenchmarkPlanObservedStatus(b *testing.B) {
 // BenchmarkNoOpApply times one-shot `fleetd apply` (the binary, a process
 // of its own each time) of a converged fleet of 1,000 clusters and 6,600
 // machines at the EC2 protocol server, against the floor timed in the same
-// run: a bare program (internal/benchfleet/barelist) that makes only the
+// run: a bare program (internal/testenv/benchfleet/barelist) that makes only the
 // same DescribeInstances calls. It reports both and their ratio (target
 // ≤ 1.2). FLEETD_BENCH_APPLY_ROUNDS sets the rounds (default 7); the
 // ratio is the median of the rounds' ratios.
@@ -108,7 +108,7 @@ func BenchmarkNoOpApply(b *testing.B) {
 	defer ec2.Close()
 	machines := benchfleet.SeedEC2(ec2, fleet)
 	bins := b.TempDir()
-	for _, pkg := range []string{"./cmd/fleetd", "./internal/benchfleet/barelist"} {
+	for _, pkg := range []string{"./cmd/fleetd", "./internal/testenv/benchfleet/barelist"} {
 		cmd := exec.Command("go", "build", "-o", bins, pkg)
 		cmd.Dir = filepath.Join("..", "..")
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -14,11 +14,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
-	"github.com/fleetd/fleetd/internal/kubetest"
 	"github.com/fleetd/fleetd/internal/rancher"
-	"github.com/fleetd/fleetd/internal/rancherstandin"
-	"github.com/fleetd/fleetd/internal/vcsimserver"
-	"github.com/fleetd/fleetd/providers/aws/ec2test"
+	"github.com/fleetd/fleetd/internal/testenv/ec2test"
+	"github.com/fleetd/fleetd/internal/testenv/kubetest"
+	"github.com/fleetd/fleetd/internal/testenv/rancherstandin"
+	"github.com/fleetd/fleetd/internal/testenv/vcsimserver"
 	"github.com/fleetd/fleetd/reconcile"
 )
 

@@ -11,8 +11,8 @@ import (
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/mo"
 
-	"github.com/fleetd/fleetd/internal/vcsimserver"
-	"github.com/fleetd/fleetd/providers/aws/ec2test"
+	"github.com/fleetd/fleetd/internal/testenv/ec2test"
+	"github.com/fleetd/fleetd/internal/testenv/vcsimserver"
 )
 
 // liveFleet is a fleet without Rancher whose providers are the EC2 protocol

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetd/fleetd/internal/vcsimserver"
+	"github.com/fleetd/fleetd/internal/testenv/vcsimserver"
 )
 
 // TestRefusedVSphereLoginIsNotRetriedUntilTheFileChanges runs `fleetd run`

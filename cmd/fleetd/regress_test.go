@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetd/fleetd/providers/aws/ec2test"
+	"github.com/fleetd/fleetd/internal/testenv/ec2test"
 	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/reconcile/reconciletest"
 )

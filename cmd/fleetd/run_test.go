@@ -25,8 +25,8 @@ import (
 
 	"github.com/fleetd/fleetd/internal/daemon"
 	"github.com/fleetd/fleetd/internal/fleetsync"
-	"github.com/fleetd/fleetd/internal/kubetest"
 	"github.com/fleetd/fleetd/internal/metrics"
+	"github.com/fleetd/fleetd/internal/testenv/kubetest"
 )
 
 func TestApplyEnv(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetd/fleetd/internal/vcsimserver"
+	"github.com/fleetd/fleetd/internal/testenv/vcsimserver"
 )
 
 // TestRunBacksOffAThrottlingProviderAlone runs `fleetd run` with its real

@@ -15,8 +15,8 @@ import (
 
 	"github.com/fleetd/fleetd/internal/daemon"
 	"github.com/fleetd/fleetd/internal/fleetsync"
-	"github.com/fleetd/fleetd/internal/kubetest"
 	"github.com/fleetd/fleetd/internal/metrics"
+	"github.com/fleetd/fleetd/internal/testenv/kubetest"
 )
 
 // TestWedgedLeaderGivesUpItsLease runs `fleetd run --leader-elect` with a

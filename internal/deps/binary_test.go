@@ -14,9 +14,10 @@ import (
 var forbiddenInBinary = []string{
 	"testing",
 	"testing/",
-	module + "/providers/aws/ec2test",
-	module + "/internal/vcsimserver",
-	module + "/internal/benchfleet",
+	// Test infrastructure lives here, all of it: the apiserver harness,
+	// the Rancher stand-in, the vCenter simulator's server, the EC2
+	// protocol server and the benchmark fleets.
+	module + "/internal/testenv",
 	module + "/reconcile/reconciletest",
 	module + "/providers/providertest",
 	"github.com/vmware/govmomi/simulator",

@@ -29,40 +29,43 @@ var rules = []struct {
 	{"reconcile/reconciletest", []string{"schema", "reconcile"}, []string{"sigs.k8s.io/yaml"}},
 	{"providers", nil, nil},
 	{"providers/providertest", []string{"schema", "reconcile"}, nil},
-	{"providers/aws/...", []string{"schema", "reconcile", "providers/aws/ec2test"}, []string{"github.com/aws/aws-sdk-go-v2", "github.com/aws/smithy-go"}},
+	{"providers/aws/...", []string{"schema", "reconcile"}, []string{"github.com/aws/aws-sdk-go-v2", "github.com/aws/smithy-go"}},
+	{"internal/testenv/ec2test", nil, nil},
 	{"providers/vsphere/...", []string{"schema", "reconcile"}, []string{"github.com/vmware/govmomi"}},
-	{"internal/vcsimserver", []string{"schema"}, []string{"github.com/vmware/govmomi"}},
+	{"internal/testenv/vcsimserver", []string{"schema"}, []string{"github.com/vmware/govmomi"}},
 	{"internal/git", nil, []string{"github.com/go-git/go-git/v5", "github.com/go-git/go-billy/v5", "golang.org/x/crypto"}},
 	// The sync loop knows no provider, Rancher or cluster API: it is
 	// handed its world, which internal/live builds.
 	{"internal/fleetsync", []string{"schema", "reconcile", "internal/git"}, []string{"github.com/go-git/go-git/v5", "go.yaml.in/yaml/v3"}},
 	{"internal/live", []string{"schema", "reconcile", "internal/rancher", "internal/kube", "providers/aws", "providers/vsphere"}, nil},
-	{"internal/benchfleet", []string{"schema", "reconcile", "providers/aws", "providers/aws/ec2test"}, nil},
-	{"internal/benchfleet/genfleet", []string{"internal/benchfleet"}, nil},
-	{"internal/benchfleet/barelist", nil, []string{"github.com/aws/aws-sdk-go-v2"}},
+	{"internal/testenv/benchfleet", []string{"schema", "reconcile", "providers/aws", "internal/testenv/ec2test"}, nil},
+	{"internal/testenv/benchfleet/genfleet", []string{"internal/testenv/benchfleet"}, nil},
+	{"internal/testenv/benchfleet/barelist", nil, []string{"github.com/aws/aws-sdk-go-v2"}},
 	{"internal/deps", nil, nil},
 	{"internal/daemon", []string{"reconcile", "schema"}, nil},
 	{"internal/metrics", []string{"internal/daemon", "reconcile", "schema"}, []string{"github.com/prometheus/client_golang"}},
 	{"internal/server", []string{"internal/daemon", "internal/metrics", "reconcile", "schema"}, []string{"github.com/prometheus/client_golang"}},
 	{"internal/kubeapi", nil, []string{"k8s.io/api", "k8s.io/apimachinery", "k8s.io/client-go/rest"}},
 	{"internal/leader", []string{"internal/kubeapi"}, []string{"k8s.io/client-go/rest", "k8s.io/api", "k8s.io/apimachinery"}},
-	{"internal/kubetest", nil, []string{"k8s.io/apimachinery", "k8s.io/client-go", "sigs.k8s.io/yaml"}},
+	{"internal/testenv/kubetest", nil, []string{"k8s.io/apimachinery", "k8s.io/client-go", "sigs.k8s.io/yaml"}},
 	{"internal/rancher", []string{"schema", "reconcile", "internal/kubeapi"}, []string{"k8s.io/api", "k8s.io/apimachinery", "k8s.io/client-go"}},
 	{"internal/kube", []string{"schema", "reconcile", "internal/rancher", "internal/kubeapi"}, []string{"k8s.io/api", "k8s.io/apimachinery", "k8s.io/client-go"}},
-	{"internal/rancherstandin", []string{"internal/kubetest"}, []string{"k8s.io/api", "k8s.io/apimachinery", "k8s.io/client-go", "github.com/vmware/govmomi"}},
+	{"internal/testenv/rancherstandin", []string{"internal/testenv/kubetest"}, []string{"k8s.io/api", "k8s.io/apimachinery", "k8s.io/client-go", "github.com/vmware/govmomi"}},
 	{"cmd/...", []string{"..."}, []string{"..."}},
 }
 
 // testOnly lists what tests may import beyond their package's rule.
 var testOnly = map[string][]string{
-	"providers/aws/...":     {"providers/providertest", "providers/aws", "github.com/sivchari/kumo"},
-	"providers/vsphere/...": {"providers/providertest", "internal/vcsimserver", "github.com/vmware/govmomi"},
+	"providers/aws/...":     {"providers/providertest", "providers/aws", "internal/testenv/ec2test", "github.com/sivchari/kumo"},
+	"providers/vsphere/...": {"providers/providertest", "internal/testenv/vcsimserver", "github.com/vmware/govmomi"},
 	"reconcile":             {"reconcile/reconciletest"},
-	"internal/git":          {"golang.org/x/crypto"},
-	"internal/fleetsync":    {"reconcile/reconciletest", "internal/fleetsync", "providers/aws", "providers/aws/ec2test", "github.com/aws/aws-sdk-go-v2"},
-	"internal/leader":       {"internal/kubetest", "internal/daemon"},
-	"internal/rancher":      {"internal/kubetest", "internal/rancherstandin"},
-	"internal/kube":         {"internal/kubetest", "internal/rancherstandin", "internal/vcsimserver", "providers/vsphere", "reconcile/reconciletest", "internal/fleetsync", "internal/git", "github.com/vmware/govmomi"},
+	// The EC2 server's tests drive it with the real SDK and provider.
+	"internal/testenv/ec2test": {"providers/aws", "github.com/aws/aws-sdk-go-v2", "github.com/aws/smithy-go"},
+	"internal/git":             {"golang.org/x/crypto"},
+	"internal/fleetsync":       {"reconcile/reconciletest", "internal/fleetsync", "providers/aws", "internal/testenv/ec2test", "github.com/aws/aws-sdk-go-v2"},
+	"internal/leader":          {"internal/testenv/kubetest", "internal/daemon"},
+	"internal/rancher":         {"internal/testenv/kubetest", "internal/testenv/rancherstandin"},
+	"internal/kube":            {"internal/testenv/kubetest", "internal/testenv/rancherstandin", "internal/testenv/vcsimserver", "providers/vsphere", "reconcile/reconciletest", "internal/fleetsync", "internal/git", "github.com/vmware/govmomi"},
 }
 
 func ruleFor(pkg string) (fleetd, external []string, ok bool) {
@@ -183,8 +186,8 @@ func contains(list []string, s string) bool {
 }
 
 func TestRuleMatching(t *testing.T) {
-	if _, _, ok := ruleFor("providers/aws/ec2test"); !ok {
-		t.Error("providers/aws/... must cover providers/aws/ec2test")
+	if _, _, ok := ruleFor("providers/aws/internal"); !ok {
+		t.Error("providers/aws/... must cover its subpackages")
 	}
 	if allowed(module+"/providers/aws", []string{"schema"}, nil) {
 		t.Error("a fleetd import outside the list must be refused")
@@ -201,10 +204,10 @@ func TestRuleMatching(t *testing.T) {
 // through any dependency: test helpers, simulators and stand-ins.
 var forbiddenInFleetd = []string{
 	"testing",
-	module + "/internal/kubetest",
-	module + "/internal/rancherstandin",
-	module + "/internal/vcsimserver",
-	module + "/providers/aws/ec2test",
+	module + "/internal/testenv/kubetest",
+	module + "/internal/testenv/rancherstandin",
+	module + "/internal/testenv/vcsimserver",
+	module + "/internal/testenv/ec2test",
 	module + "/reconcile/reconciletest",
 	module + "/providers/providertest",
 	"github.com/vmware/govmomi/simulator",

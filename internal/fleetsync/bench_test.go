@@ -17,8 +17,8 @@ import (
 
 	"github.com/fleetd/fleetd/internal/fleetsync"
 	fgit "github.com/fleetd/fleetd/internal/git"
+	"github.com/fleetd/fleetd/internal/testenv/ec2test"
 	"github.com/fleetd/fleetd/providers/aws"
-	"github.com/fleetd/fleetd/providers/aws/ec2test"
 	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/schema"
 )

@@ -14,9 +14,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/fleetd/fleetd/internal/kubetest"
 	"github.com/fleetd/fleetd/internal/rancher"
-	"github.com/fleetd/fleetd/internal/rancherstandin"
+	"github.com/fleetd/fleetd/internal/testenv/kubetest"
+	"github.com/fleetd/fleetd/internal/testenv/rancherstandin"
 	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/schema"
 )

@@ -19,7 +19,7 @@ import (
 
 	"github.com/fleetd/fleetd/internal/daemon"
 	"github.com/fleetd/fleetd/internal/kubeapi"
-	"github.com/fleetd/fleetd/internal/kubetest"
+	"github.com/fleetd/fleetd/internal/testenv/kubetest"
 )
 
 // One real kube-apiserver and etcd serve every test of the package.

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetd/fleetd/internal/kubetest"
-	"github.com/fleetd/fleetd/internal/rancherstandin"
+	"github.com/fleetd/fleetd/internal/testenv/kubetest"
+	"github.com/fleetd/fleetd/internal/testenv/rancherstandin"
 	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/schema"
 )

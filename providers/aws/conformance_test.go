@@ -3,7 +3,7 @@ package aws_test
 import (
 	"testing"
 
-	"github.com/fleetd/fleetd/providers/aws/ec2test"
+	"github.com/fleetd/fleetd/internal/testenv/ec2test"
 	"github.com/fleetd/fleetd/providers/providertest"
 	"github.com/fleetd/fleetd/reconcile"
 )

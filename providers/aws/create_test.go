@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/fleetd/fleetd/providers/aws"
-	"github.com/fleetd/fleetd/providers/aws/ec2test"
+	"github.com/fleetd/fleetd/internal/testenv/ec2test"
 	"github.com/fleetd/fleetd/reconcile"
 )
 

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/fleetd/fleetd/providers/aws"
-	"github.com/fleetd/fleetd/providers/aws/ec2test"
+	"github.com/fleetd/fleetd/internal/testenv/ec2test"
 )
 
 func TestDeleteNotFoundIsSuccess(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/fleetd/fleetd/providers/aws/ec2test"
+	"github.com/fleetd/fleetd/internal/testenv/ec2test"
 	"github.com/fleetd/fleetd/reconcile"
 )
 

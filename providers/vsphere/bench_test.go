@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetd/fleetd/internal/vcsimserver"
+	"github.com/fleetd/fleetd/internal/testenv/vcsimserver"
 	"github.com/fleetd/fleetd/reconcile"
 )
 

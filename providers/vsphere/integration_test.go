@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fleetd/fleetd/internal/vcsimserver"
+	"github.com/fleetd/fleetd/internal/testenv/vcsimserver"
 	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/schema"
 )

@@ -15,7 +15,7 @@ import (
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/types"
 
-	"github.com/fleetd/fleetd/internal/vcsimserver"
+	"github.com/fleetd/fleetd/internal/testenv/vcsimserver"
 	"github.com/fleetd/fleetd/reconcile"
 )
 

@@ -16,7 +16,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/fleetd/fleetd/internal/kubetest"
+	"github.com/fleetd/fleetd/internal/testenv/kubetest"
 )
 
 // ClusterLabel marks a downstream Node with its management cluster ID.

@@ -7,7 +7,7 @@ import (
 	"os"
 	"strconv"
 
-	"github.com/fleetd/fleetd/internal/benchfleet"
+	"github.com/fleetd/fleetd/internal/testenv/benchfleet"
 )
 
 func main() {
