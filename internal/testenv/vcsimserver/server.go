@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/vmware/govmomi/find"
@@ -22,6 +24,7 @@ import (
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/fleetd/fleetd/schema"
@@ -199,9 +202,28 @@ func prepareTemplate(ctx context.Context, m *simulator.Model, name string) error
 func (s *Server) Model() *simulator.Model { return s.model }
 
 // Client returns an in-process client of the simulator that bypasses HTTP
-// and sessions: an administrator's back door for tests.
+// and sessions: an administrator's back door for tests. Its calls take the
+// front's inventory lock like any request (alone, but for long polls), so a
+// test may look while fleetd works: the simulator races with itself
+// otherwise.
 func (s *Server) Client(ctx context.Context) (*vim25.Client, error) {
-	return vim25.NewClient(ctx, s.model.Service)
+	return vim25.NewClient(ctx, lockedRoundTripper{rt: s.model.Service, mu: &s.front.inventory})
+}
+
+// lockedRoundTripper runs each back-door call under the front's inventory
+// lock.
+type lockedRoundTripper struct {
+	rt soap.RoundTripper
+	mu *sync.RWMutex
+}
+
+func (l lockedRoundTripper) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
+	name := strings.TrimSuffix(strings.TrimPrefix(fmt.Sprintf("%T", req), "*methods."), "Body")
+	if !longPollMethods[name] {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+	}
+	return l.rt.RoundTrip(ctx, req, res)
 }
 
 // CertificatePEM returns the server's self-signed certificate, the CA a
