@@ -94,26 +94,35 @@ func TestRunBacksOffAThrottlingProviderAlone(t *testing.T) {
 			attempts = append(attempts, e.Time)
 		}
 	}
-	var gaps []time.Duration
-	for i := 1; i < len(attempts); i++ {
-		gaps = append(gaps, attempts[i].Sub(attempts[i-1]).Round(100*time.Millisecond))
-	}
 	mu.Lock()
 	n := len(calls)
+	// How long fleetd waited after each failed attempt (logged when the
+	// SDK gave up) before the next one started (its first call).
+	var waits []time.Duration
+	for i := 0; i+1 < len(attempts); i++ {
+		for _, c := range calls {
+			if c.After(attempts[i]) {
+				waits = append(waits, c.Sub(attempts[i]).Round(100*time.Millisecond))
+				break
+			}
+		}
+	}
 	mu.Unlock()
-	t.Logf("%d syncs; EC2 listed %d times in %d attempts over %v; gaps %v", syncs, n, len(attempts), time.Since(start).Round(time.Second), gaps)
-	if len(gaps) < 3 {
+	t.Logf("%d syncs; EC2 listed %d times in %d attempts over %v; waits between attempts %v", syncs, n, len(attempts), time.Since(start).Round(time.Second), waits)
+	if len(waits) < 3 {
 		t.Fatalf("EC2 was tried %d times in 20 s: want a few attempts backing off\n%s", len(attempts), logs.String())
 	}
 	// Retried at the re-sync interval (1 s) it would be about 20 attempts;
 	// a backoff doubling from 1 s makes about 5 in 20 s.
 	if len(attempts) > 7 {
-		t.Errorf("EC2 was tried %d times in %d syncs, gaps %v: the throttled provider is not backing off", len(attempts), syncs, gaps)
+		t.Errorf("EC2 was tried %d times in %d syncs, waits %v: the throttled provider is not backing off", len(attempts), syncs, waits)
 	}
 	if n > 3*len(attempts)+3 {
 		t.Errorf("%d calls for %d attempts: something retries besides the SDK", n, len(attempts))
 	}
-	if last := gaps[len(gaps)-1]; last < 2*gaps[0] || last < 3*time.Second {
-		t.Errorf("the delays between attempts do not grow: %v", gaps)
+	// 1 s, 2 s, 4 s, 8 s, jittered by 20% and counted from the sync's
+	// second: the third wait is over 2 s, and longer than the first.
+	if waits[2] < 2*time.Second || waits[2] <= waits[0] {
+		t.Errorf("the waits between attempts do not grow: %v", waits)
 	}
 }

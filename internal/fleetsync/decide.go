@@ -34,7 +34,7 @@ const (
 //     (Requeue, which never stands for a failure);
 //   - anything else: report, and sync again at the poll interval.
 func (l *Loop) decide(res *Result) {
-	d := reconcile.Decision{Requeue: res.requeue, RetryAfter: l.retryAfter(l.now()), Reaction: reactionOf(res.Err)}
+	d := reconcile.Decision{Requeue: res.requeue, RetryAfter: l.retryAfter(l.clock()), Reaction: reactionOf(res.Err)}
 	if d.Reaction == reconcile.ReactNone && d.Requeue > 0 {
 		d.Reaction = reconcile.ReactRequeue
 	}
@@ -112,7 +112,9 @@ func (l *Loop) noteFailures(a *reconcile.ApplyResult, held map[string]reconcile.
 		}
 		b := l.mem.backoff[c.Cluster]
 		b.Failures++
-		b.Until = now.Add(backoffDelay(b.Failures))
+		// Counted from the end of the attempt, not the sync's start: a
+		// long apply must not eat the wait.
+		b.Until = l.clock().Add(backoffDelay(b.Failures))
 		b.Reason = c.Err.Error()
 		if l.mem.backoff == nil {
 			l.mem.backoff = map[string]reconcile.Backoff{}
@@ -157,8 +159,9 @@ func (l *Loop) retryAfter(now time.Time) time.Duration {
 // doubling to MaxBackoff); one that answers starts over.
 func (l *Loop) observe(ctx context.Context, res *Result, fleet *schema.Fleet, w reconcile.World, now time.Time) (reconcile.Observed, error) {
 	skip := map[string]string{}
+	clock := l.clock()
 	for peer, b := range l.mem.peers {
-		if b.Until.After(now) {
+		if b.Until.After(clock) {
 			skip[peer] = fmt.Sprintf("backing off after %d transient failures: called again at %s; last error: %s",
 				b.Failures, b.Until.UTC().Format(time.RFC3339), b.Reason)
 		}
@@ -181,7 +184,9 @@ func (l *Loop) observe(ctx context.Context, res *Result, fleet *schema.Fleet, w 
 			failed++
 			b := l.mem.peers[peer]
 			b.Failures++
-			b.Until = now.Add(backoffDelay(b.Failures))
+			// Counted from the failure, not the sync's start: the SDK's
+			// own retries must not eat the wait.
+			b.Until = l.clock().Add(backoffDelay(b.Failures))
 			b.Reason = err.Error()
 			if l.mem.peers == nil {
 				l.mem.peers = map[string]reconcile.Backoff{}

@@ -115,6 +115,15 @@ func (l *Loop) logger() *slog.Logger {
 	return slog.Default()
 }
 
+// clock is the time now, to the nanosecond (Now when set): what backoffs
+// count from.
+func (l *Loop) clock() time.Time {
+	if l.Now != nil {
+		return l.Now()
+	}
+	return time.Now()
+}
+
 func (l *Loop) now() time.Time {
 	if l.Now != nil {
 		return l.Now().UTC().Truncate(time.Second)
@@ -272,8 +281,9 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 		}
 		d.Stalled[name] = s.msg
 	}
+	clock := l.clock()
 	for name, b := range l.mem.backoff {
-		if b.Until.After(now) {
+		if b.Until.After(clock) {
 			if d.Backoff == nil {
 				d.Backoff = map[string]reconcile.Backoff{}
 			}
