@@ -323,7 +323,9 @@ func TestWebhookBurstReachesTheDaemonOnce(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- d.Run(context.Background(), stop) }()
 	<-started
-	e := newEnv(t, func(c *Config) { c.Trigger = d })
+	// Room for the whole burst: this is about coalescing, not the
+	// in-flight limit (TestOverLimitRequestsGet503 tests that).
+	e := newEnv(t, func(c *Config) { c.Trigger, c.MaxInFlight = d, 64 })
 	body := glPush("refs/heads/main")
 	var wg sync.WaitGroup
 	for range 50 {
