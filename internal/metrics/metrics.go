@@ -32,8 +32,7 @@ type Metrics struct {
 	providerCalls *prometheus.CounterVec
 	providerErrs  *prometheus.CounterVec
 	leader        prometheus.Gauge
-	clusterReady  *prometheus.GaugeVec
-	clusterCond   *prometheus.GaugeVec
+	clusterStates *clusterStates
 	held          *prometheus.GaugeVec
 	buildInfo     *prometheus.GaugeVec
 	rancherCalls  *prometheus.CounterVec
@@ -66,14 +65,7 @@ func New() *Metrics {
 			Name: "fleetd_actions_held",
 			Help: "Actions the policy holds back now, by action, as of the last sync.",
 		}, []string{"action"}),
-		clusterReady: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "fleetd_cluster_ready",
-			Help: "1 when the cluster's Ready condition is True (it serves), else 0, as of the last sync that observed it.",
-		}, []string{"team", "cluster"}),
-		clusterCond: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "fleetd_cluster_condition",
-			Help: "The cluster's conditions: 1 for the condition's current status (True or False), 0 for the other.",
-		}, []string{"team", "cluster", "type", "status"}),
+		clusterStates: newClusterStates(),
 		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fleetd_build_info",
 			Help: "Always 1; the labels say which build of fleetd runs.",
@@ -133,7 +125,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.syncDuration, m.syncs, m.actions, m.clusters, m.machines, m.costs,
 		m.lastSuccess, m.webhooks, m.refused, m.fetchDuration, m.providerCalls, m.providerErrs, m.leader,
-		m.clusterReady, m.clusterCond, m.held, m.buildInfo, m.rancherCalls, m.rancherErrs,
+		m.clusterStates, m.held, m.buildInfo, m.rancherCalls, m.rancherErrs,
 	)
 	// Counters with a small known label set start at zero, so that rate()
 	// and absent() work before the first event.
@@ -191,24 +183,7 @@ func (m *Metrics) RecordSync(o daemon.Outcome, d time.Duration) {
 		}
 	}
 	if o.ClusterStates != nil {
-		m.clusterReady.Reset()
-		m.clusterCond.Reset()
-		for _, c := range o.ClusterStates {
-			ready := 0.0
-			if c.Conditions["Ready"] == "True" {
-				ready = 1
-			}
-			m.clusterReady.WithLabelValues(c.Team, c.Cluster).Set(ready)
-			for typ, status := range c.Conditions {
-				for _, s := range []string{"True", "False"} {
-					v := 0.0
-					if s == status {
-						v = 1
-					}
-					m.clusterCond.WithLabelValues(c.Team, c.Cluster, typ, s).Set(v)
-				}
-			}
-		}
+		m.clusterStates.set(o.ClusterStates)
 	}
 	if o.Held != nil {
 		m.held.Reset()

@@ -195,9 +195,7 @@ func TestClusterSeries(t *testing.T) {
 		name      string
 		got, want float64
 	}{
-		{"ready payments-prod", testutil.ToFloat64(m.clusterReady.WithLabelValues("payments", "payments-prod")), 1},
-		{"Blocked True of payments-prod", testutil.ToFloat64(m.clusterCond.WithLabelValues("payments", "payments-prod", "Blocked", "True")), 1},
-		{"Blocked False of payments-prod", testutil.ToFloat64(m.clusterCond.WithLabelValues("payments", "payments-prod", "Blocked", "False")), 0},
+
 		{"phase Degraded present at 0", testutil.ToFloat64(m.clusters.WithLabelValues("Degraded")), 0},
 		{"held delete-machines", testutil.ToFloat64(m.held.WithLabelValues("delete-machines")), 1},
 		{"blocked actions not counted as run", testutil.ToFloat64(m.actions.WithLabelValues("delete-machines", "blocked")), 0},
@@ -211,9 +209,33 @@ func TestClusterSeries(t *testing.T) {
 	if n := testutil.CollectAndCount(m.clusters); n != len(reconcile.Phases) {
 		t.Errorf("fleetd_clusters has %d series, want one per phase (%d)", n, len(reconcile.Phases))
 	}
+	want := `
+# HELP fleetd_cluster_ready 1 when the cluster's Ready condition is True (it serves), else 0, as of the last sync that observed it.
+# TYPE fleetd_cluster_ready gauge
+fleetd_cluster_ready{cluster="payments-prod",team="payments"} 1
+fleetd_cluster_ready{cluster="qa-pr-77",team="qa"} 1
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "fleetd_cluster_ready"); err != nil {
+		t.Error(err)
+	}
+	cond := `
+# HELP fleetd_cluster_condition The cluster's conditions: 1 for the condition's current status (True or False), 0 for the other.
+# TYPE fleetd_cluster_condition gauge
+fleetd_cluster_condition{cluster="payments-prod",status="False",team="payments",type="Blocked"} 0
+fleetd_cluster_condition{cluster="payments-prod",status="False",team="payments",type="Ready"} 0
+fleetd_cluster_condition{cluster="payments-prod",status="True",team="payments",type="Blocked"} 1
+fleetd_cluster_condition{cluster="payments-prod",status="True",team="payments",type="Ready"} 1
+fleetd_cluster_condition{cluster="qa-pr-77",status="False",team="qa",type="Blocked"} 1
+fleetd_cluster_condition{cluster="qa-pr-77",status="False",team="qa",type="Ready"} 0
+fleetd_cluster_condition{cluster="qa-pr-77",status="True",team="qa",type="Blocked"} 0
+fleetd_cluster_condition{cluster="qa-pr-77",status="True",team="qa",type="Ready"} 1
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(cond), "fleetd_cluster_condition"); err != nil {
+		t.Error(err)
+	}
 	// The cluster is gone: its series go.
 	m.RecordSync(daemon.Outcome{Clusters: map[string]int{}, ClusterStates: []daemon.ClusterState{}, Held: map[string]int{}}, time.Second)
-	if n := testutil.CollectAndCount(m.clusterReady); n != 0 {
-		t.Errorf("%d ready series of clusters that are gone", n)
+	if n, err := testutil.GatherAndCount(m.Registry(), "fleetd_cluster_ready"); err != nil || n != 0 {
+		t.Errorf("%d ready series of clusters that are gone (%v)", n, err)
 	}
 }
