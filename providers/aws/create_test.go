@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fleetd/fleetd/providers/aws"
 	"github.com/fleetd/fleetd/internal/testenv/ec2test"
+	"github.com/fleetd/fleetd/providers/aws"
 	"github.com/fleetd/fleetd/reconcile"
 )
 

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/fleetd/fleetd/providers/aws"
 	"github.com/fleetd/fleetd/internal/testenv/ec2test"
+	"github.com/fleetd/fleetd/providers/aws"
 )
 
 func TestDeleteNotFoundIsSuccess(t *testing.T) {

@@ -9,8 +9,8 @@ import (
 	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/smithy-go"
 
-	"github.com/fleetd/fleetd/providers/aws"
 	"github.com/fleetd/fleetd/internal/testenv/ec2test"
+	"github.com/fleetd/fleetd/providers/aws"
 	"github.com/fleetd/fleetd/reconcile"
 )
 
