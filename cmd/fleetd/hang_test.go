@@ -5,49 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fleetd/fleetd/internal/testenv/ec2test"
-)
 
-// hangingPeer accepts connections and never answers: a peer behind a stuck
-// proxy, or a wedged server.
-func hangingPeer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
+	"github.com/fleetd/fleetd/internal/testenv/netfault"
+)
 
 const hangFleetHead = `apiVersion: fleetd.io/v1alpha1
 kind: Fleet
@@ -133,7 +99,7 @@ func TestRunSurvivesAHungPeer(t *testing.T) {
 			want:  "rancher: list clusters: no answer within 300ms"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			hang := hangingPeer(t)
+			hang := netfault.HangingPeer(t)
 			sub := func(s string) string { return strings.ReplaceAll(s, "%HANG%", hang) }
 			t.Setenv("AWS_ENDPOINT_URL_EC2", ec2.URL)
 			if c.ec2 != "" {

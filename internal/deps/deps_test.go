@@ -31,6 +31,7 @@ var rules = []struct {
 	{"providers/providertest", []string{"schema", "reconcile"}, nil},
 	{"providers/aws/...", []string{"schema", "reconcile"}, []string{"github.com/aws/aws-sdk-go-v2", "github.com/aws/smithy-go"}},
 	{"internal/testenv/ec2test", nil, nil},
+	{"internal/testenv/netfault", nil, nil},
 	{"providers/vsphere/...", []string{"schema", "reconcile"}, []string{"github.com/vmware/govmomi"}},
 	{"internal/testenv/vcsimserver", []string{"schema"}, []string{"github.com/vmware/govmomi"}},
 	{"internal/git", nil, []string{"github.com/go-git/go-git/v5", "github.com/go-git/go-billy/v5", "golang.org/x/crypto"}},
@@ -61,7 +62,7 @@ var testOnly = map[string][]string{
 	"reconcile":             {"reconcile/reconciletest"},
 	// The EC2 server's tests drive it with the real SDK and provider.
 	"internal/testenv/ec2test": {"providers/aws", "github.com/aws/aws-sdk-go-v2", "github.com/aws/smithy-go"},
-	"internal/git":             {"golang.org/x/crypto"},
+	"internal/git":             {"golang.org/x/crypto", "internal/testenv/netfault"},
 	"internal/fleetsync":       {"reconcile/reconciletest", "internal/fleetsync", "providers/aws", "internal/testenv/ec2test", "github.com/aws/aws-sdk-go-v2"},
 	"internal/leader":          {"internal/testenv/kubetest", "internal/daemon"},
 	"internal/rancher":         {"internal/testenv/kubetest", "internal/testenv/rancherstandin"},

@@ -110,16 +110,7 @@ func (l *Loop) noteFailures(a *reconcile.ApplyResult, held map[string]reconcile.
 			delete(l.mem.backoff, c.Cluster)
 			continue
 		}
-		b := l.mem.backoff[c.Cluster]
-		b.Failures++
-		// Counted from the end of the attempt, not the sync's start: a
-		// long apply must not eat the wait.
-		b.Until = l.clock().Add(backoffDelay(b.Failures))
-		b.Reason = c.Err.Error()
-		if l.mem.backoff == nil {
-			l.mem.backoff = map[string]reconcile.Backoff{}
-		}
-		l.mem.backoff[c.Cluster] = b
+		b := l.failedAgain(&l.mem.backoff, c.Cluster, c.Err)
 		l.logger().Warn("Cluster backs off after a transient failure", "cluster", c.Cluster,
 			"failures", b.Failures, "until", b.Until.Format(time.RFC3339), "error", b.Reason)
 	}
@@ -129,6 +120,22 @@ func (l *Loop) noteFailures(a *reconcile.ApplyResult, held map[string]reconcile.
 			delete(l.mem.backoff, name)
 		}
 	}
+}
+
+// failedAgain counts one more consecutive transient failure of key in m and
+// returns its backoff. The wait counts from now, the end of the attempt,
+// not the sync's start: a long apply or the SDK's own retries must not eat
+// it.
+func (l *Loop) failedAgain(m *map[string]reconcile.Backoff, key string, err error) reconcile.Backoff {
+	b := (*m)[key]
+	b.Failures++
+	b.Until = l.clock().Add(backoffDelay(b.Failures))
+	b.Reason = err.Error()
+	if *m == nil {
+		*m = map[string]reconcile.Backoff{}
+	}
+	(*m)[key] = b
+	return b
 }
 
 // backoffDelay is the wait after the n-th consecutive transient failure.
@@ -157,7 +164,7 @@ func (l *Loop) retryAfter(now time.Time) time.Duration {
 // and are recorded as not observed, with why, so the clusters there are
 // left alone. A peer whose list fails transiently backs off (MinBackoff,
 // doubling to MaxBackoff); one that answers starts over.
-func (l *Loop) observe(ctx context.Context, res *Result, fleet *schema.Fleet, w reconcile.World, now time.Time) (reconcile.Observed, error) {
+func (l *Loop) observe(ctx context.Context, res *Result, fleet *schema.Fleet, w reconcile.World) (reconcile.Observed, error) {
 	skip := map[string]string{}
 	clock := l.clock()
 	for peer, b := range l.mem.peers {
@@ -182,16 +189,7 @@ func (l *Loop) observe(ctx context.Context, res *Result, fleet *schema.Fleet, w 
 				return
 			}
 			failed++
-			b := l.mem.peers[peer]
-			b.Failures++
-			// Counted from the failure, not the sync's start: the SDK's
-			// own retries must not eat the wait.
-			b.Until = l.clock().Add(backoffDelay(b.Failures))
-			b.Reason = err.Error()
-			if l.mem.peers == nil {
-				l.mem.peers = map[string]reconcile.Backoff{}
-			}
-			l.mem.peers[peer] = b
+			b := l.failedAgain(&l.mem.peers, peer, err)
 			l.logger().Warn("Peer backs off after a transient failure", "peer", peer,
 				"failures", b.Failures, "until", b.Until.Format(time.RFC3339), "error", b.Reason)
 		}})

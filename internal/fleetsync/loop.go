@@ -333,7 +333,7 @@ func (l *Loop) Sync(ctx context.Context) *Result {
 		}
 		world, live = w, true
 		var oerr error
-		observed, oerr = l.observe(reconcile.WithLogger(ctx, log), res, fleet, w, now)
+		observed, oerr = l.observe(reconcile.WithLogger(ctx, log), res, fleet, w)
 		if oerr != nil {
 			log.Warn("Observation incomplete: the clusters it concerns are left alone", "error", oerr)
 			res.fail(StageObserve, oerr)

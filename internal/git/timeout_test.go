@@ -4,53 +4,19 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
-	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
-)
 
-// hangingPeer accepts connections and never answers, like a remote behind a
-// stuck proxy.
-func hangingPeer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
+	"github.com/fleetd/fleetd/internal/testenv/netfault"
+)
 
 func TestAnExchangeWithAHungRemoteEndsAtItsTimeout(t *testing.T) {
 	t.Parallel()
-	addr := hangingPeer(t)
+	addr := netfault.HangingPeer(t)
 	dir := t.TempDir()
 	_, priv := newSigner(t)
 	block, err := ssh.MarshalPrivateKey(priv, "")
