@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -21,6 +20,8 @@ import (
 
 	"github.com/fleetd/fleetd/internal/testenv/benchfleet"
 	"github.com/fleetd/fleetd/internal/testenv/ec2test"
+
+	"github.com/fleetd/fleetd/internal/testenv/logbuf"
 )
 
 // benchSizes returns the fleet sizes of BenchmarkDaemonWebhook:
@@ -135,7 +136,7 @@ func BenchmarkDaemonWebhook(b *testing.B) {
 			args := []string{"run", "--repo", remote, "--branch", "main", "--work-dir", b.TempDir(),
 				"--listen", addr, "--poll-interval", "1h", "--github-webhook-secret-file", secretFile, "--log-format", "text"}
 			cmd := exec.Command(bin, args...)
-			var logs lockedBuffer
+			var logs logbuf.Buffer
 			cmd.Stdout, cmd.Stderr = &logs, &logs
 			cmd.Env = append(os.Environ(), benchfleet.EC2Env(ec2)...)
 			if err := cmd.Start(); err != nil {
@@ -305,25 +306,6 @@ func syncTails(log string) []time.Duration {
 		}
 	}
 	return out
-}
-
-// lockedBuffer is a bytes.Buffer that the daemon's output and the
-// benchmark may use at once.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 func buildFleetdB(b *testing.B) string {

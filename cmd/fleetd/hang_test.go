@@ -13,6 +13,8 @@ import (
 	"github.com/fleetd/fleetd/internal/testenv/ec2test"
 
 	"github.com/fleetd/fleetd/internal/testenv/netfault"
+
+	"github.com/fleetd/fleetd/internal/testenv/logbuf"
 )
 
 const hangFleetHead = `apiVersion: fleetd.io/v1alpha1
@@ -120,7 +122,7 @@ func TestRunSurvivesAHungPeer(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			stderr := &syncBuffer{}
+			stderr := &logbuf.Buffer{}
 			code := make(chan int, 1)
 			go func() {
 				code <- Run(ctx, []string{"run", "--repo", repo, "--work-dir", filepath.Join(t.TempDir(), "work"),

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/fleetd/fleetd/internal/testenv/vcsimserver"
+
+	"github.com/fleetd/fleetd/internal/testenv/logbuf"
 )
 
 // TestRefusedVSphereLoginIsNotRetriedUntilTheFileChanges runs `fleetd run`
@@ -45,7 +47,7 @@ func TestRefusedVSphereLoginIsNotRetriedUntilTheFileChanges(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stderr := &syncBuffer{}
+	stderr := &logbuf.Buffer{}
 	code := make(chan int, 1)
 	go func() {
 		code <- Run(ctx, []string{"run", "--repo", fleetDir, "--work-dir", filepath.Join(dir, "work"),

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fleetd/fleetd/internal/testenv/logbuf"
 )
 
 // TestRunReadyWithAnInvalidFleetYAML runs `fleetd run` with its real sync
@@ -28,7 +30,7 @@ func TestRunReadyWithAnInvalidFleetYAML(t *testing.T) {
 	wr.onListen = func(a net.Addr) { addrc <- a }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	code := make(chan int, 1)
 	go func() {
 		code <- runWith(ctx, wr, []string{"run", "--repo", dir, "--branch", "main", "--listen", "127.0.0.1:0",
@@ -68,7 +70,7 @@ func TestRunLocksTheWorkDir(t *testing.T) {
 	_, wait, logs := startRun(t, ctx, fake, "--repo", "/srv/fleet.git", "--listen", "127.0.0.1:0", "--work-dir", work)
 	waitFor(t, "the first sync", func() bool { return fake.calls.Load() >= 1 })
 
-	stderr := &syncBuffer{}
+	stderr := &logbuf.Buffer{}
 	second := make(chan int, 1)
 	go func() {
 		second <- Run(context.Background(), []string{"run", "--repo", "/srv/fleet.git", "--listen", "127.0.0.1:0", "--work-dir", work}, io.Discard, stderr)

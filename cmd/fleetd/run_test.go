@@ -16,7 +16,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,6 +26,8 @@ import (
 	"github.com/fleetd/fleetd/internal/fleetsync"
 	"github.com/fleetd/fleetd/internal/metrics"
 	"github.com/fleetd/fleetd/internal/testenv/kubetest"
+
+	"github.com/fleetd/fleetd/internal/testenv/logbuf"
 )
 
 func TestApplyEnv(t *testing.T) {
@@ -114,7 +115,7 @@ func (f *fakeSyncer) Sync(ctx context.Context) daemon.Outcome {
 
 // startRun runs `fleetd run args` with fake as the sync loop and returns the
 // server's address and a function that waits for the exit code.
-func startRun(t *testing.T, ctx context.Context, fake *fakeSyncer, args ...string) (string, func() int, *syncBuffer) {
+func startRun(t *testing.T, ctx context.Context, fake *fakeSyncer, args ...string) (string, func() int, *logbuf.Buffer) {
 	t.Helper()
 	addrc := make(chan net.Addr, 1)
 	wr := liveWiring()
@@ -126,7 +127,7 @@ func startRun(t *testing.T, ctx context.Context, fake *fakeSyncer, args ...strin
 		fake.cfg = cfg
 		return fake, nil
 	}
-	stderr := &syncBuffer{}
+	stderr := &logbuf.Buffer{}
 	code := make(chan int, 1)
 	go func() { code <- runWith(ctx, wr, append([]string{"run"}, args...), io.Discard, stderr) }()
 	select {
@@ -146,23 +147,6 @@ func startRun(t *testing.T, ctx context.Context, fake *fakeSyncer, args ...strin
 		t.Fatal("fleetd run did not listen")
 	}
 	return "", nil, nil
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func writeTempFile(t *testing.T, name, content string) string {
@@ -470,14 +454,14 @@ func TestRunLeaderElection(t *testing.T) {
 		repo, addr string
 		cancel     context.CancelFunc
 		code       chan int
-		logs       *syncBuffer
+		logs       *logbuf.Buffer
 	}
 	start := func(repo string) *rep {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := &rep{repo: repo, addr: ln.Addr().String(), code: make(chan int, 1), logs: &syncBuffer{}}
+		r := &rep{repo: repo, addr: ln.Addr().String(), code: make(chan int, 1), logs: &logbuf.Buffer{}}
 		ln.Close()
 		ctx, cancel := context.WithCancel(context.Background())
 		r.cancel = cancel

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/fleetd/fleetd/internal/testenv/vcsimserver"
+
+	"github.com/fleetd/fleetd/internal/testenv/logbuf"
 )
 
 // TestRunBacksOffAThrottlingProviderAlone runs `fleetd run` with its real
@@ -44,7 +46,7 @@ func TestRunBacksOffAThrottlingProviderAlone(t *testing.T) {
 	wr.onListen = func(a net.Addr) { addrc <- a }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	code := make(chan int, 1)
 	start := time.Now()
 	go func() {

@@ -17,6 +17,8 @@ import (
 	"github.com/fleetd/fleetd/internal/fleetsync"
 	"github.com/fleetd/fleetd/internal/metrics"
 	"github.com/fleetd/fleetd/internal/testenv/kubetest"
+
+	"github.com/fleetd/fleetd/internal/testenv/logbuf"
 )
 
 // TestWedgedLeaderGivesUpItsLease runs `fleetd run --leader-elect` with a
@@ -38,7 +40,7 @@ func TestWedgedLeaderGivesUpItsLease(t *testing.T) {
 		}), nil
 	}
 
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	code := make(chan int, 1)
 	go func() {
 		code <- runWith(context.Background(), wr, []string{"run", "--repo", "/srv/wedged.git", "--listen", "127.0.0.1:0",

@@ -32,6 +32,7 @@ var rules = []struct {
 	{"providers/aws/...", []string{"schema", "reconcile"}, []string{"github.com/aws/aws-sdk-go-v2", "github.com/aws/smithy-go"}},
 	{"internal/testenv/ec2test", nil, nil},
 	{"internal/testenv/netfault", nil, nil},
+	{"internal/testenv/logbuf", nil, nil},
 	{"providers/vsphere/...", []string{"schema", "reconcile"}, []string{"github.com/vmware/govmomi"}},
 	{"internal/testenv/vcsimserver", []string{"schema"}, []string{"github.com/vmware/govmomi"}},
 	{"internal/git", nil, []string{"github.com/go-git/go-git/v5", "github.com/go-git/go-billy/v5", "golang.org/x/crypto"}},
@@ -57,15 +58,16 @@ var rules = []struct {
 
 // testOnly lists what tests may import beyond their package's rule.
 var testOnly = map[string][]string{
+	"internal/server":       {"internal/testenv/logbuf"},
 	"providers/aws/...":     {"providers/providertest", "providers/aws", "internal/testenv/ec2test", "github.com/sivchari/kumo"},
-	"providers/vsphere/...": {"providers/providertest", "internal/testenv/vcsimserver", "github.com/vmware/govmomi"},
+	"providers/vsphere/...": {"providers/providertest", "internal/testenv/vcsimserver", "github.com/vmware/govmomi", "internal/testenv/logbuf"},
 	"reconcile":             {"reconcile/reconciletest"},
 	// The EC2 server's tests drive it with the real SDK and provider.
 	"internal/testenv/ec2test": {"providers/aws", "github.com/aws/aws-sdk-go-v2", "github.com/aws/smithy-go"},
-	"internal/git":             {"golang.org/x/crypto", "internal/testenv/netfault"},
+	"internal/git":             {"golang.org/x/crypto", "internal/testenv/netfault", "internal/testenv/logbuf"},
 	"internal/fleetsync":       {"reconcile/reconciletest", "internal/fleetsync", "providers/aws", "internal/testenv/ec2test", "github.com/aws/aws-sdk-go-v2"},
-	"internal/leader":          {"internal/testenv/kubetest", "internal/daemon"},
-	"internal/rancher":         {"internal/testenv/kubetest", "internal/testenv/rancherstandin"},
+	"internal/leader":          {"internal/testenv/kubetest", "internal/daemon", "internal/testenv/logbuf"},
+	"internal/rancher":         {"internal/testenv/kubetest", "internal/testenv/rancherstandin", "internal/testenv/logbuf"},
 	"internal/kube":            {"internal/testenv/kubetest", "internal/testenv/rancherstandin", "internal/testenv/vcsimserver", "providers/vsphere", "reconcile/reconciletest", "internal/fleetsync", "internal/git", "github.com/vmware/govmomi"},
 }
 

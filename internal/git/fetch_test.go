@@ -10,6 +10,8 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/fleetd/fleetd/internal/testenv/logbuf"
 )
 
 func TestFetch(t *testing.T) {
@@ -118,7 +120,7 @@ func TestOpenErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Open(context.Background(), Options{URL: tt.url, Branch: tt.branch, Dir: t.TempDir(), Logger: testLogger(&logBuffer{})})
+			_, err := Open(context.Background(), Options{URL: tt.url, Branch: tt.branch, Dir: t.TempDir(), Logger: testLogger(&logbuf.Buffer{})})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Open error = %v, want it to contain %q", err, tt.want)
 			}

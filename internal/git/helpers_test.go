@@ -10,9 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/fleetd/fleetd/internal/testenv/logbuf"
 )
 
 // TestMain gives the git CLI a clean, empty environment: no system or global
@@ -171,32 +172,14 @@ func (f *fixture) head(branch string) string {
 	return out
 }
 
-// logBuffer collects log output safely across goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func testLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // open opens a Repo on url with a fresh work directory unless opts set one.
-func open(t testing.TB, url string, opts Options) (*Repo, *logBuffer) {
+func open(t testing.TB, url string, opts Options) (*Repo, *logbuf.Buffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &logbuf.Buffer{}
 	opts.URL = url
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()

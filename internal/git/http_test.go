@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/fleetd/fleetd/internal/testenv/logbuf"
 )
 
 const gitHTTPBackend = "/usr/lib/git-core/git-http-backend"
@@ -139,7 +141,7 @@ func TestHTTP(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+" fails clearly", func(t *testing.T) {
-			_, err := Open(ctx, Options{URL: tt.url, Auth: tt.auth, Dir: t.TempDir(), Logger: testLogger(&logBuffer{})})
+			_, err := Open(ctx, Options{URL: tt.url, Auth: tt.auth, Dir: t.TempDir(), Logger: testLogger(&logbuf.Buffer{})})
 			want := "git: clone " + url + " branch main: authentication required"
 			if err == nil || !strings.HasPrefix(err.Error(), want) || !errors.Is(err, ErrAuth) {
 				t.Fatalf("Open error = %v, want %q and ErrAuth", err, want)

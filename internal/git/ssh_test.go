@@ -18,6 +18,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/fleetd/fleetd/internal/testenv/logbuf"
 )
 
 // sshGit is an SSH server on 127.0.0.1 that runs git-upload-pack and
@@ -212,7 +214,7 @@ func TestSSH(t *testing.T) {
 			writeFile(t, dir, "id_locked", string(pem.EncodeToMemory(block)))
 		}
 		open(t, url, Options{Auth: Auth{SSHKeyFile: locked, SSHKeyPassphraseFile: pass, KnownHostsFile: knownHosts}})
-		_, err := Open(ctx, Options{URL: url, Auth: Auth{SSHKeyFile: locked, KnownHostsFile: knownHosts}, Dir: t.TempDir(), Logger: testLogger(&logBuffer{})})
+		_, err := Open(ctx, Options{URL: url, Auth: Auth{SSHKeyFile: locked, KnownHostsFile: knownHosts}, Dir: t.TempDir(), Logger: testLogger(&logbuf.Buffer{})})
 		if err == nil || !strings.Contains(err.Error(), "read SSH key file") {
 			t.Fatalf("Open without the passphrase: %v", err)
 		}
@@ -230,7 +232,7 @@ func TestSSH(t *testing.T) {
 	}
 	for _, tt := range failures {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Open(ctx, Options{URL: url, Auth: tt.auth, Dir: t.TempDir(), Logger: testLogger(&logBuffer{})})
+			_, err := Open(ctx, Options{URL: url, Auth: tt.auth, Dir: t.TempDir(), Logger: testLogger(&logbuf.Buffer{})})
 			if !errors.Is(err, tt.wantErr) || !strings.HasPrefix(err.Error(), "git: clone "+display+" branch main: ") || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Open error = %v, want %v mentioning %q", err, tt.wantErr, tt.want)
 			}
@@ -245,7 +247,7 @@ func TestSSH(t *testing.T) {
 		}
 	})
 	t.Run("an SSH remote needs a key file", func(t *testing.T) {
-		_, err := Open(ctx, Options{URL: url, Dir: t.TempDir(), Logger: testLogger(&logBuffer{})})
+		_, err := Open(ctx, Options{URL: url, Dir: t.TempDir(), Logger: testLogger(&logbuf.Buffer{})})
 		if err == nil || !strings.Contains(err.Error(), "private key file") {
 			t.Fatalf("Open error = %v", err)
 		}

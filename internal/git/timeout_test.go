@@ -12,6 +12,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/fleetd/fleetd/internal/testenv/netfault"
+
+	"github.com/fleetd/fleetd/internal/testenv/logbuf"
 )
 
 func TestAnExchangeWithAHungRemoteEndsAtItsTimeout(t *testing.T) {
@@ -36,7 +38,7 @@ func TestAnExchangeWithAHungRemoteEndsAtItsTimeout(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			_, err := Open(ctx, Options{URL: c.url, Dir: filepath.Join(t.TempDir(), "w"), Auth: c.auth,
-				Timeout: 100 * time.Millisecond, Logger: testLogger(&logBuffer{})})
+				Timeout: 100 * time.Millisecond, Logger: testLogger(&logbuf.Buffer{})})
 			var te *TimeoutError
 			if !errors.As(err, &te) || !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("Open on a hung remote: %v, want a *TimeoutError", err)

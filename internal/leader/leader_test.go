@@ -2,14 +2,12 @@ package leader
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,6 +18,8 @@ import (
 	"github.com/fleetd/fleetd/internal/daemon"
 	"github.com/fleetd/fleetd/internal/kubeapi"
 	"github.com/fleetd/fleetd/internal/testenv/kubetest"
+
+	"github.com/fleetd/fleetd/internal/testenv/logbuf"
 )
 
 // One real kube-apiserver and etcd serve every test of the package.
@@ -37,31 +37,14 @@ func needAPIServer(t *testing.T) {
 type replica struct {
 	name    string
 	elector *Elector
-	logs    *lockedBuffer
+	logs    *logbuf.Buffer
 	cancel  context.CancelFunc
 	done    chan error
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func startReplica(t *testing.T, name, lease string, syncing *atomic.Int32, overlap *atomic.Bool) *replica {
 	t.Helper()
-	r := &replica{name: name, logs: &lockedBuffer{}, done: make(chan error, 1)}
+	r := &replica{name: name, logs: &logbuf.Buffer{}, done: make(chan error, 1)}
 	log := slog.New(slog.NewJSONHandler(r.logs, nil)).With("replica", name)
 	e, err := New(Config{
 		Rest: shared.Env.Config, Namespace: "default", Name: lease, Identity: name,

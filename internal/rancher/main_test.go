@@ -1,11 +1,9 @@
 package rancher
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +11,8 @@ import (
 	"github.com/fleetd/fleetd/internal/testenv/rancherstandin"
 	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/schema"
+
+	"github.com/fleetd/fleetd/internal/testenv/logbuf"
 )
 
 // One apiserver and one Rancher stand-in serve every test of the package;
@@ -40,25 +40,7 @@ func needRancher(t *testing.T) *rancherstandin.Rancher {
 	return standin
 }
 
-// logBuffer captures slog output at every level.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func newRegistry(t *testing.T, namespace string, logs *logBuffer) *Registry {
+func newRegistry(t *testing.T, namespace string, logs *logbuf.Buffer) *Registry {
 	t.Helper()
 	rs := needRancher(t)
 	var log *slog.Logger

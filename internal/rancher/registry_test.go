@@ -20,6 +20,8 @@ import (
 	"github.com/fleetd/fleetd/internal/testenv/rancherstandin"
 	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/schema"
+
+	"github.com/fleetd/fleetd/internal/testenv/logbuf"
 )
 
 func admin(t *testing.T) dynamic.Interface {
@@ -317,7 +319,7 @@ func ensureNamespace(t *testing.T, name string) {
 // TestBindings creates bindings, changes one (delete + create), and leaves a
 // binding fleetd did not make alone, reporting it as drift.
 func TestBindings(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &logbuf.Buffer{}
 	r := newRegistry(t, "", logs)
 	ctx := context.Background()
 	if _, err := r.Register(ctx, reconcile.RegisterSpec{Name: "bind-a", Team: "payments", KubernetesVersion: "v1.31.4+rke2r1"}); err != nil {
@@ -490,9 +492,9 @@ func TestMachines(t *testing.T) {
 // logs on the context's logger, so the line carries the sync's cluster and
 // revision once each (JSON log parsers reject repeated keys).
 func TestRegistryLogsThroughTheSyncsLogger(t *testing.T) {
-	own := &logBuffer{}
+	own := &logbuf.Buffer{}
 	r := newRegistry(t, "", own)
-	sync := &logBuffer{}
+	sync := &logbuf.Buffer{}
 	log := slog.New(slog.NewJSONHandler(sync, nil)).With("cluster", "log-a", "revision", "0123456")
 	ctx := reconcile.WithLogger(context.Background(), log)
 	if _, err := r.Register(ctx, reconcile.RegisterSpec{Name: "log-a", Team: "payments", KubernetesVersion: "v1.31.4+rke2r1"}); err != nil {

@@ -20,6 +20,8 @@ import (
 
 	"github.com/fleetd/fleetd/reconcile"
 	fleetschema "github.com/fleetd/fleetd/schema"
+
+	"github.com/fleetd/fleetd/internal/testenv/logbuf"
 )
 
 // TestTokenNeverLeaks runs every registry operation with debug logging and
@@ -28,7 +30,7 @@ import (
 // use (which holds the token).
 func TestTokenNeverLeaks(t *testing.T) {
 	rs := needRancher(t)
-	logs := &logBuffer{}
+	logs := &logbuf.Buffer{}
 	r := newRegistry(t, "", logs)
 	ctx := context.Background()
 	var errs []error

@@ -18,6 +18,8 @@ import (
 
 	"github.com/fleetd/fleetd/internal/daemon"
 	"github.com/fleetd/fleetd/internal/metrics"
+
+	"github.com/fleetd/fleetd/internal/testenv/logbuf"
 )
 
 const (
@@ -66,31 +68,12 @@ type env struct {
 	srv  *Server
 	trig *fakeTrigger
 	m    *metrics.Metrics
-	logs *lockedBuffer
-}
-
-// lockedBuffer is a log sink that the refusal summary's timer may write
-// while a test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs *logbuf.Buffer
 }
 
 func newEnv(t testing.TB, mut func(*Config)) *env {
 	t.Helper()
-	e := &env{trig: &fakeTrigger{}, m: metrics.New(), logs: &lockedBuffer{}}
+	e := &env{trig: &fakeTrigger{}, m: metrics.New(), logs: &logbuf.Buffer{}}
 	cfg := Config{
 		Branch:       "main",
 		GitHubSecret: []byte(ghSecret),

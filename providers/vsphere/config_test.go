@@ -19,6 +19,8 @@ import (
 	"github.com/fleetd/fleetd/internal/testenv/vcsimserver"
 	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/schema"
+
+	"github.com/fleetd/fleetd/internal/testenv/logbuf"
 )
 
 func TestResolveCredentials(t *testing.T) {
@@ -101,7 +103,7 @@ func TestInsecureIsWarned(t *testing.T) {
 	cfg := s.config("acme")
 	cfg.Spec.CAFile = ""
 	cfg.Spec.Insecure = true
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	p := s.provider(t, cfg)
 	if _, err := p.List(t.Context()); err != nil {

@@ -14,6 +14,8 @@ import (
 	"github.com/fleetd/fleetd/internal/testenv/vcsimserver"
 	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/schema"
+
+	"github.com/fleetd/fleetd/internal/testenv/logbuf"
 )
 
 // TestVcsimLite talks to the vcsim-lite program (its Main, in-process) the
@@ -50,7 +52,7 @@ func TestVcsimLite(t *testing.T) {
 		t.Fatalf("vcsim-lite printed %v", env)
 	}
 	t.Setenv("FLEETD_TEST_VSPHERE_CREDS", "fleetd:pa:ss:word")
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	cfg := Config{
 		Fleet: "acme",
 		Name:  "dc1",

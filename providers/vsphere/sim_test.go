@@ -1,11 +1,9 @@
 package vsphere
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/vmware/govmomi/fault"
@@ -19,6 +17,8 @@ import (
 	"github.com/fleetd/fleetd/internal/testenv/vcsimserver"
 	"github.com/fleetd/fleetd/reconcile"
 	"github.com/fleetd/fleetd/schema"
+
+	"github.com/fleetd/fleetd/internal/testenv/logbuf"
 )
 
 // baseFolder is the fleet folder of the tests.
@@ -27,31 +27,13 @@ const baseFolder = "fleetd"
 // testSize is a size every test clone uses: bigger than the template's disk.
 var testSize = schema.MachineSize{CPUs: 2, MemoryMiB: 2048, DiskGiB: 20}
 
-// syncBuffer collects logs from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // sim is a simulator serving HTTPS on 127.0.0.1, with its certificate in a
 // CA file, and an administrator's in-process client.
 type sim struct {
 	srv    *vcsimserver.Server
 	caFile string
 	admin  *vim25.Client
-	logs   *syncBuffer
+	logs   *logbuf.Buffer
 }
 
 func newSim(t testing.TB, o vcsimserver.Options) *sim {
@@ -70,7 +52,7 @@ func newSim(t testing.TB, o vcsimserver.Options) *sim {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &sim{srv: srv, caFile: caFile, admin: admin, logs: &syncBuffer{}}
+	return &sim{srv: srv, caFile: caFile, admin: admin, logs: &logbuf.Buffer{}}
 }
 
 // config is a provider configuration for fleet on the simulator, trusting
