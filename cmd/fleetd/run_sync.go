@@ -88,10 +88,8 @@ func outcomeOf(res *fleetsync.Result, now time.Time) daemon.Outcome {
 		}
 	}
 	if res.Statuses != nil {
-		o.Clusters = map[string]int{}
 		o.ClusterStates = make([]daemon.ClusterState, 0, len(res.Statuses))
 		for _, st := range res.Statuses {
-			o.Clusters[string(st.Phase)]++
 			cs := daemon.ClusterState{Team: st.Team, Cluster: st.Cluster, Phase: string(st.Phase), Conditions: make(map[string]string, len(st.Conditions))}
 			for _, c := range st.Conditions {
 				cs.Conditions[c.Type] = c.Status

@@ -110,7 +110,7 @@ func (f *fakeSyncer) Sync(ctx context.Context) daemon.Outcome {
 		}
 	}
 	return daemon.Outcome{Revision: fmt.Sprintf("rev%d", n), FetchedAt: time.Now(), FetchDuration: time.Millisecond,
-		Clusters: map[string]int{"Ready": 2}}
+		ClusterStates: []daemon.ClusterState{{Team: "qa", Cluster: "a", Phase: "Ready"}, {Team: "qa", Cluster: "b", Phase: "Ready"}}}
 }
 
 // startRun runs `fleetd run args` with fake as the sync loop and returns the

@@ -50,11 +50,8 @@ type Outcome struct {
 	Err error
 	// Actions lists the actions the sync executed and how each ended.
 	Actions []ActionResult
-	// Clusters counts the clusters by status phase (Ready, Provisioning,
-	// ...), from the statuses the sync computed.
-	Clusters map[string]int
-	// ClusterStates are each cluster's phase and conditions, from the same
-	// statuses (nil when not known this time, like Clusters).
+	// ClusterStates are each cluster's phase and conditions, from the
+	// statuses the sync computed (nil when not known this time).
 	ClusterStates []ClusterState
 	// Held counts the actions the policy holds back now, by action.
 	Held map[string]int

@@ -171,15 +171,15 @@ func (m *Metrics) RecordSync(o daemon.Outcome, d time.Duration) {
 
 	m.gauges.Lock()
 	defer m.gauges.Unlock()
-	if o.Clusters != nil {
+	if o.ClusterStates != nil {
 		m.clusters.Reset()
 		// Every phase has a series, 0 when no cluster is in it, so that
 		// a series never vanishes.
 		for _, phase := range reconcile.Phases {
 			m.clusters.WithLabelValues(string(phase)).Set(0)
 		}
-		for phase, n := range o.Clusters {
-			m.clusters.WithLabelValues(phase).Set(float64(n))
+		for _, c := range o.ClusterStates {
+			m.clusters.WithLabelValues(c.Phase).Inc()
 		}
 	}
 	if o.ClusterStates != nil {

@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -23,7 +24,7 @@ func TestRecordSync(t *testing.T) {
 		FetchedAt:     time.Now(),
 		FetchDuration: 30 * time.Millisecond,
 		Actions:       []daemon.ActionResult{{Action: "create-machines", Result: "ok"}, {Action: "create-machines", Result: "ok"}, {Action: "decommission", Result: "blocked"}},
-		Clusters:      map[string]int{"Ready": 3, "Provisioning": 1},
+		ClusterStates: states(map[string]int{"Ready": 3, "Provisioning": 1}),
 		Machines:      []daemon.MachineCount{{Provider: "aws-eu", State: "running", N: 7}, {Provider: "dc1", State: "pending", N: 2}},
 		Costs:         []daemon.ClusterCost{{Team: "payments", Cluster: "payments-prod", Hourly: 1.5}, {Team: "qa", Cluster: "qa-pr-77", Hourly: 0.25}},
 	}, 2*time.Second)
@@ -64,9 +65,9 @@ func TestRecordSync(t *testing.T) {
 
 	// The next good sync no longer has qa-pr-77: its series goes.
 	m.RecordSync(daemon.Outcome{
-		Clusters: map[string]int{"Ready": 4},
-		Machines: []daemon.MachineCount{},
-		Costs:    []daemon.ClusterCost{{Team: "payments", Cluster: "payments-prod", Hourly: 1.5}},
+		ClusterStates: states(map[string]int{"Ready": 4}),
+		Machines:      []daemon.MachineCount{},
+		Costs:         []daemon.ClusterCost{{Team: "payments", Cluster: "payments-prod", Hourly: 1.5}},
 	}, time.Second)
 	if n := testutil.CollectAndCount(m.costs); n != 1 {
 		t.Errorf("cost series of a gone cluster kept: %d series", n)
@@ -180,7 +181,6 @@ func TestClusterSeries(t *testing.T) {
 	m := New()
 	m.SetBuildInfo("v0.3.0", "0123abc", "go1.26.8")
 	o := daemon.Outcome{
-		Clusters: map[string]int{"Ready": 1, "Blocked": 1},
 		ClusterStates: []daemon.ClusterState{
 			{Team: "payments", Cluster: "payments-prod", Phase: "Blocked", Conditions: map[string]string{"Ready": "True", "Blocked": "True"}},
 			{Team: "qa", Cluster: "qa-pr-77", Phase: "Ready", Conditions: map[string]string{"Ready": "True", "Blocked": "False"}},
@@ -234,8 +234,20 @@ fleetd_cluster_condition{cluster="qa-pr-77",status="True",team="qa",type="Ready"
 		t.Error(err)
 	}
 	// The cluster is gone: its series go.
-	m.RecordSync(daemon.Outcome{Clusters: map[string]int{}, ClusterStates: []daemon.ClusterState{}, Held: map[string]int{}}, time.Second)
+	m.RecordSync(daemon.Outcome{ClusterStates: []daemon.ClusterState{}, Held: map[string]int{}}, time.Second)
 	if n, err := testutil.GatherAndCount(m.Registry(), "fleetd_cluster_ready"); err != nil || n != 0 {
 		t.Errorf("%d ready series of clusters that are gone (%v)", n, err)
 	}
+}
+
+// states makes n clusters of each phase.
+func states(phases map[string]int) []daemon.ClusterState {
+	var out []daemon.ClusterState
+	for phase, n := range phases {
+		for i := range n {
+			out = append(out, daemon.ClusterState{Team: "t", Cluster: fmt.Sprintf("%s-%d", strings.ToLower(phase), i), Phase: phase,
+				Conditions: map[string]string{"Ready": "True"}})
+		}
+	}
+	return out
 }
