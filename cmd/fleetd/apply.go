@@ -10,8 +10,9 @@ import (
 	"github.com/fleetd/fleetd/reconcile"
 )
 
-// exitFailed is apply's exit code when some clusters failed.
-const exitFailed = 1
+// exitFailed is apply's exit code when some clusters failed: the one the
+// sync's decision gives (reconcile.Decision.ExitCode).
+const exitFailed = reconcile.ExitFailed
 
 func init() {
 	subcommands = append(subcommands, newApplyCmd)
