@@ -383,7 +383,7 @@ func (ix *index) clusterStatus(pc *pairedCluster, cp *ClusterPlan, in StatusInpu
 			ref = ps.Existing
 		}
 		ref = max(0, ref-joining)
-		if need := (ref + 1) / 2; ref > 0 && (ps.Ready < need || hasRole(ps.Roles, schema.RoleEtcd) && ps.Ready < ref/2+1) {
+		if need := (ref + 1) / 2; ref > 0 && (ps.Ready < need || slices.Contains(ps.Roles, schema.RoleEtcd) && ps.Ready < ref/2+1) {
 			enough = false
 		}
 		st.Pools = append(st.Pools, ps)
@@ -531,7 +531,6 @@ func (ix *index) clusterStatus(pc *pairedCluster, cp *ClusterPlan, in StatusInpu
 	return st
 }
 
-func hasRole(roles []string, role string) bool { return slices.Contains(roles, role) }
 
 // conditions stamps transition times: a condition whose status is unchanged
 // keeps its previous time.
