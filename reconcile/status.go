@@ -531,7 +531,6 @@ func (ix *index) clusterStatus(pc *pairedCluster, cp *ClusterPlan, in StatusInpu
 	return st
 }
 
-
 // conditions stamps transition times: a condition whose status is unchanged
 // keeps its previous time.
 func conditions(prev *ClusterStatus, now time.Time, conds []Condition) []Condition {
