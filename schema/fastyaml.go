@@ -228,7 +228,9 @@ func plainOK(s string, inFlow bool) bool {
 	if strings.Contains(s, ": ") || strings.HasSuffix(s, ":") || strings.Contains(s, " #") {
 		return false
 	}
-	if inFlow && strings.ContainsAny(s, ",[]{}:#") {
+	// In a flow collection the full parser takes '?' before an indicator
+	// as a key indicator ("[0?]" is refused): leave any '?' to it.
+	if inFlow && strings.ContainsAny(s, ",[]{}:#?") {
 		return false
 	}
 	return true
